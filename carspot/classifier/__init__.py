@@ -1,0 +1,1 @@
+"""Brand classifier: load, predict top-k, training, evaluation, model registry."""

@@ -1,0 +1,1 @@
+"""Detections type, region proposals and car detectors."""

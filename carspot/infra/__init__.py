@@ -1,0 +1,1 @@
+"""Starting real Kafka, PostgreSQL and Redis on loopback without Docker."""

@@ -1,0 +1,1 @@
+"""Sources, safe image normalising, de-duplication and the Kafka producer loop."""

@@ -1,0 +1,1 @@
+"""Settings, the Post message, Kafka wiring, the analysis worker and the `carspot` CLI."""

@@ -1,0 +1,1 @@
+"""SQLAlchemy tables, Alembic migrations, idempotent writes and the read queries dashboards use."""
