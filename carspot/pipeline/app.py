@@ -1,0 +1,94 @@
+"""The composition root: builds every part from Settings and wires them with explicit arguments.
+
+Heavy models are loaded here once, at start-up, and handed to the analysis as callables.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
+from carspot.ingest.images import NormalizedImage, normalize_image
+from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
+from carspot.pipeline.analysis import Analysis, detector_mode
+from carspot.pipeline.settings import AnalysisMode, Settings
+from carspot.store.records import AnalysisRecord, PostRecord
+
+log = logging.getLogger("carspot.pipeline.app")
+
+# The Post header and Kafka's record overhead must fit beside the JPEG in one message.
+MESSAGE_OVERHEAD_BYTES = 64 << 10
+
+
+class ConfigError(ValueError):
+    """The settings or the command line ask for something that cannot work."""
+
+
+def open_source(spec: str, *, settings: Settings) -> Iterable[RawPost | BrokenRecord]:
+    """``folder:PATH`` or ``jsonl:PATH`` (a bare existing directory counts as a folder)."""
+    kind, sep, rest = spec.partition(":")
+    if not sep:
+        kind, rest = ("folder", spec) if Path(spec).is_dir() else ("", spec)
+    path = Path(rest).expanduser()
+    if kind == "folder":
+        if not path.is_dir():
+            raise ConfigError(f"folder source {path} is not a directory")
+        return FolderSource(path, max_bytes=settings.image_max_bytes)
+    if kind == "jsonl":
+        if not path.is_file():
+            raise ConfigError(f"jsonl source {path} is not a file")
+        return JsonlSource(path, max_bytes=settings.image_max_bytes)
+    raise ConfigError(f"unknown source {spec!r}: use folder:PATH or jsonl:PATH")
+
+
+def make_normalizer(settings: Settings) -> Callable[[bytes], NormalizedImage]:
+    return functools.partial(
+        normalize_image,
+        max_side=settings.image_max_side,
+        max_pixels=settings.image_max_pixels,
+        max_bytes=settings.image_max_bytes,
+        max_encoded_bytes=settings.kafka_max_message_bytes - MESSAGE_OVERHEAD_BYTES,
+        jpeg_quality=settings.image_jpeg_quality,
+    )
+
+
+def make_deduplicator(settings: Settings, *, in_memory: bool = False) -> Deduplicator:
+    """Redis when configured (shared by every ingest process), else an in-memory set (one process)."""
+    if in_memory or settings.redis_url is None:
+        return InMemoryDeduplicator()
+    return RedisDeduplicator(url=settings.redis_url.get_secret_value(), ttl_s=settings.dedup_ttl_s)
+
+
+def load_analysis(settings: Settings) -> Analysis:
+    """Load the models once and compose the analysis modes they make possible."""
+    from carspot.detector.yolo_fastest import load_yolo_fastest
+
+    if settings.cv_threads:
+        import cv2
+
+        cv2.setNumThreads(settings.cv_threads)
+    detector = load_yolo_fastest(
+        weights=settings.resolved_detector_weights,
+        sha256=settings.detector_sha256,
+        car_classes=settings.detector_car_classes,
+        score_threshold=settings.detector_score_threshold,
+    )
+    modes = {AnalysisMode.DETECTOR.value: detector_mode(detect=detector, detector_name=detector.name)}
+    if settings.mode.value not in modes:
+        raise ConfigError(
+            f"mode {settings.mode.value!r} needs the brand classifier, which this build does not have yet; "
+            f"available: {sorted(modes)}"
+        )
+    return Analysis(modes=modes, default_mode=settings.mode.value)
+
+
+def make_batch_writer(database_url: str) -> Callable[[list[PostRecord], list[AnalysisRecord]], object]:
+    """An engine on the database, migrated to head, and the store's idempotent batch write."""
+    from carspot.store.engine import create_engine_for
+    from carspot.store.writer import AnalysisStore
+
+    store = AnalysisStore(create_engine_for(database_url))
+    return lambda posts, analyses: store.write_batch(posts=posts, analyses=analyses)

@@ -1,0 +1,214 @@
+"""The ``carspot`` command line. Settings are built here, in ``main()``, never at import."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from carspot.pipeline.settings import Settings
+
+app = typer.Typer(help="CarSpot: which car brands appear in the images people post.", no_args_is_help=True)
+services_app = typer.Typer(help="Real Kafka, PostgreSQL and Redis on loopback, without Docker.")
+app.add_typer(services_app, name="services")
+
+
+class _State:
+    settings: Settings
+
+
+_state = _State()
+
+
+def _settings() -> Settings:
+    return _state.settings
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+@app.callback()
+def _configure(
+    log_level: Annotated[str | None, typer.Option(help="Override CARSPOT_LOG_LEVEL.")] = None,
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines instead of key=value.")] = False,
+) -> None:
+    from carspot.pipeline.logs import configure_logging
+
+    settings = Settings.load()
+    if log_level:
+        settings.log_level = log_level
+    configure_logging(level=settings.log_level, json=log_json or settings.log_json)
+    _state.settings = settings
+
+
+# --- services -------------------------------------------------------------------------------------------
+@services_app.command("up")
+def services_up(
+    install: Annotated[bool, typer.Option(help="apt-get / Maven install what is missing.")] = True,
+) -> None:
+    """Install what is missing, start Kafka (KRaft), PostgreSQL and Redis, create the topics."""
+    from carspot.infra.services import ServiceStartError, up
+
+    s = _settings()
+    try:
+        endpoints = up(
+            root=s.services_dir.resolve(),
+            topics={s.posts_topic: s.posts_partitions, s.dlq_topic: 1},
+            install=install,
+        )
+    except ServiceStartError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _print_json(asdict(endpoints))
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the services this project started (and nothing else)."""
+    from carspot.infra.services import down
+
+    _print_json({"stopped": down(root=_settings().services_dir.resolve())})
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show which services run, where, and with which pid; exit 1 when one is down."""
+    from carspot.infra.services import status
+
+    statuses = status(root=_settings().services_dir.resolve())
+    _print_json({name: asdict(st) for name, st in statuses.items()})
+    if not all(st.running for st in statuses.values()):
+        raise typer.Exit(1)
+
+
+# --- database -------------------------------------------------------------------------------------------
+@app.command()
+def migrate() -> None:
+    """Bring the database (CARSPOT_DATABASE_URL, default SQLite) to the newest schema."""
+    from carspot.store.migrate import current_revision
+    from carspot.store.migrate import migrate as run_migrations
+
+    url = _settings().resolved_database_url
+    _settings().data_dir.mkdir(parents=True, exist_ok=True)
+    run_migrations(url)
+    _print_json({"revision": current_revision(url)})
+
+
+# --- ingest ---------------------------------------------------------------------------------------------
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="folder:PATH or jsonl:PATH")],
+    max_posts: Annotated[int | None, typer.Option(help="Stop after this many posts.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Ask the workers for this analysis mode.")] = None,
+) -> None:
+    """Read posts from a source, normalise and de-duplicate their images, and produce them to Kafka."""
+    from carspot.ingest.loop import run_ingest
+    from carspot.pipeline.app import make_deduplicator, make_normalizer, open_source
+    from carspot.pipeline.ingesting import SinkEmitter
+    from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSink, make_producer
+    from carspot.pipeline.lifecycle import install_stop_handlers
+
+    s = _settings()
+    posts = open_source(source, settings=s)
+    producer = make_producer(
+        bootstrap=s.kafka_bootstrap, max_message_bytes=s.kafka_max_message_bytes, compression=s.kafka_compression
+    )
+    emitter = SinkEmitter(
+        posts=KafkaPostSink(producer=producer, topic=s.posts_topic),
+        dead_letters=KafkaDeadLetterSink(producer=producer, topic=s.dlq_topic),
+        mode=mode,
+    )
+    stopping = threading.Event()
+    install_stop_handlers(stopping.set)
+    try:
+        stats = run_ingest(
+            posts,
+            emit=emitter.emit,
+            reject=emitter.reject,
+            dedup=make_deduplicator(s),
+            normalize=make_normalizer(s),
+            max_posts=max_posts,
+            should_stop=stopping.is_set,
+        )
+    finally:
+        emitter.flush()
+        producer.close()
+    _print_json(asdict(stats))
+
+
+# --- worker ---------------------------------------------------------------------------------------------
+@app.command()
+def worker(
+    max_messages: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(help="Stop when idle this many seconds.")] = None,
+) -> None:
+    """Join the analyzers' consumer group: analyse posts and store the results in the database."""
+    from carspot.ingest.images import decode_jpeg_rgb
+    from carspot.pipeline.app import load_analysis, make_batch_writer
+    from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSource, make_producer
+    from carspot.pipeline.lifecycle import install_stop_handlers
+    from carspot.pipeline.worker import Worker
+    from carspot.store.migrate import current_revision
+
+    s = _settings()
+    url = s.resolved_database_url
+    if current_revision(url) is None:
+        typer.echo("error: the database has no schema yet: run `carspot migrate` first", err=True)
+        raise typer.Exit(1)
+    analysis = load_analysis(s)
+    producer = make_producer(
+        bootstrap=s.kafka_bootstrap, max_message_bytes=s.kafka_max_message_bytes, compression=s.kafka_compression
+    )
+    the_worker = Worker(
+        source=KafkaPostSource(
+            bootstrap=s.kafka_bootstrap,
+            topic=s.posts_topic,
+            group=s.consumer_group,
+            max_message_bytes=s.kafka_max_message_bytes,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+        ),
+        dead_letters=KafkaDeadLetterSink(producer=producer, topic=s.dlq_topic),
+        analyze=analysis,
+        decode_image=decode_jpeg_rgb,
+        write_batch=make_batch_writer(url),
+        batch_max_messages=s.batch_max_messages,
+        batch_max_seconds=s.batch_max_seconds,
+    )
+    install_stop_handlers(the_worker.stop)
+    try:
+        stats = the_worker.run(max_messages=max_messages, timeout_s=timeout, idle_timeout_s=idle_timeout)
+    finally:
+        producer.close()
+    _print_json(asdict(stats))
+
+
+# --- the embedded default -------------------------------------------------------------------------------
+@app.command()
+def run(
+    source: Annotated[str, typer.Option(help="folder:PATH or jsonl:PATH")],
+    max_posts: Annotated[int | None, typer.Option(help="Stop after this many posts.")] = None,
+) -> None:
+    """Everything in one process: ingest → in-process queue → analysis → SQLite. Nothing to install."""
+    from carspot.pipeline.embedded import run_embedded
+
+    summary = run_embedded(settings=_settings(), source=source, max_posts=max_posts)
+    typer.echo(summary.render())
+
+
+# --- one-off analysis -----------------------------------------------------------------------------------
+@app.command()
+def analyze(images: Annotated[list[Path], typer.Argument(help="Local image files.", exists=True)]) -> None:
+    """Analyse local images and print the results as JSON (nothing is stored)."""
+    from carspot.pipeline.embedded import analyze_files
+
+    _print_json(analyze_files(settings=_settings(), paths=images))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,170 @@
+"""The embedded default: ingest and analysis in one process, an in-process queue and SQLite.
+
+It runs the very same ingest loop, message encoding and worker as the distributed deployment, so what a
+laptop shows is what production does, minus Kafka, PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from carspot.ingest.errors import ImageError
+from carspot.ingest.images import decode_jpeg_rgb
+from carspot.ingest.loop import IngestStats, run_ingest
+from carspot.pipeline.app import (
+    load_analysis,
+    make_batch_writer,
+    make_deduplicator,
+    make_normalizer,
+    open_source,
+)
+from carspot.pipeline.ingesting import SinkEmitter
+from carspot.pipeline.inprocess import FileDeadLetterSink, InProcessQueue
+from carspot.pipeline.lifecycle import install_stop_handlers
+from carspot.pipeline.message import Post
+from carspot.pipeline.settings import Settings
+from carspot.pipeline.worker import Worker, WorkerStats
+from carspot.store.migrate import migrate
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    ingest: IngestStats
+    worker: WorkerStats
+    seconds: float
+    database: str
+    dead_letter_file: Path
+
+    def render(self) -> str:
+        rejected = sum(self.ingest.rejected.values()) + sum(self.worker.dead_letters.values())
+        rate = self.worker.analyses / self.seconds if self.seconds else 0.0
+        lines = [
+            f"posts read      {self.ingest.seen}",
+            f"images analysed {self.worker.analyses}  (+{self.worker.links} reposts linked to an analysis)",
+            f"cars found      {self.worker.cars}",
+            f"rejected        {rejected}  {dict(self.ingest.rejected + self.worker.dead_letters)}",
+            f"time            {self.seconds:.2f} s  ({rate:.1f} images/s)",
+            f"results         {self.database}",
+        ]
+        if rejected:
+            lines.append(f"dead letters    {self.dead_letter_file}")
+        return "\n".join(lines)
+
+
+def embedded_database_url(settings: Settings) -> str:
+    return f"sqlite:///{(settings.data_dir / 'carspot.db').resolve()}"
+
+
+def run_embedded(*, settings: Settings, source: str, max_posts: int | None = None) -> RunSummary:
+    """Ingest ``source`` and analyse every post into SQLite under ``settings.data_dir``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    posts = open_source(source, settings=settings)
+    url = embedded_database_url(settings)
+    migrate(url)
+    analysis = load_analysis(settings)
+    queue = InProcessQueue(topic=settings.posts_topic, capacity=2 * settings.batch_max_messages)
+    dead_letters = FileDeadLetterSink(settings.data_dir / "dead-letters.jsonl")
+    emitter = SinkEmitter(posts=queue, dead_letters=dead_letters)
+    worker = Worker(
+        source=queue,
+        dead_letters=dead_letters,
+        analyze=analysis,
+        decode_image=decode_jpeg_rgb,
+        write_batch=make_batch_writer(url),
+        batch_max_messages=settings.batch_max_messages,
+        batch_max_seconds=settings.batch_max_seconds,
+        poll_timeout_s=0.2,
+    )
+    stopping = threading.Event()
+
+    def stop() -> None:
+        stopping.set()
+        worker.stop()
+
+    install_stop_handlers(stop)
+    outcome: dict[str, IngestStats | BaseException] = {}
+
+    def ingest() -> None:
+        try:
+            outcome["stats"] = run_ingest(
+                posts,
+                emit=emitter.emit,
+                reject=emitter.reject,
+                dedup=make_deduplicator(settings, in_memory=True),
+                normalize=make_normalizer(settings),
+                max_posts=max_posts,
+                should_stop=stopping.is_set,
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            queue.close_for_writing()
+
+    started = time.monotonic()
+    producer = threading.Thread(target=ingest, name="carspot-ingest", daemon=True)
+    producer.start()
+    worker_stats = worker.run(until=lambda: queue.drained)
+    producer.join()
+    if "error" in outcome:
+        raise RuntimeError("ingest failed") from outcome["error"]  # type: ignore[arg-type]
+    ingest_stats = outcome["stats"]
+    assert isinstance(ingest_stats, IngestStats)
+    return RunSummary(
+        ingest=ingest_stats,
+        worker=worker_stats,
+        seconds=time.monotonic() - started,
+        database=url,
+        dead_letter_file=dead_letters.path,
+    )
+
+
+def analyze_files(*, settings: Settings, paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Analyse local files without storing anything; a bad file gets an error entry, not a crash."""
+    analysis = load_analysis(settings)
+    normalize = make_normalizer(settings)
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            image = normalize(path.read_bytes())
+        except (ImageError, OSError) as exc:
+            results.append({"image": str(path), "error": getattr(exc, "reason", "unreadable"), "detail": str(exc)})
+            continue
+        post = Post(
+            post_id=f"local:{path}",
+            source="local",
+            ingested_at=datetime.now(UTC),
+            image_sha256=image.sha256,
+            width=image.width,
+            height=image.height,
+            image=image.jpeg,
+        )
+        record = analysis(post, decode_jpeg_rgb(image.jpeg))
+        results.append(
+            {
+                "image": str(path),
+                "width": record.width,
+                "height": record.height,
+                "mode": record.mode,
+                "detector": record.detector,
+                "model_version": record.model_version,
+                "duration_ms": round(record.duration_ms, 2),
+                "regions": [
+                    {
+                        "box": [round(r.x1, 1), round(r.y1, 1), round(r.x2, 1), round(r.y2, 1)],
+                        "score": round(r.score, 4),
+                        "label": r.label,
+                        "brands": [{"make": b.make, "score": b.score} for b in r.brands],
+                    }
+                    for r in record.regions
+                ],
+                "brands": [{"make": b.make, "score": b.score} for b in record.brands],
+            }
+        )
+    return results
+

@@ -1,0 +1,124 @@
+"""Kafka wiring (kafka-python): the producer ingest sends with, the consumer-group member the worker polls,
+and the dead-letter producer. The only module that imports ``kafka``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from carspot.pipeline.deadletter import DeadLetter
+from carspot.pipeline.ports import Incoming
+
+log = logging.getLogger("carspot.pipeline.kafka")
+
+_HEADROOM = 64 << 10  # message header and record overhead on top of the image
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge a message within the delivery timeout."""
+
+
+def make_producer(*, bootstrap: str, max_message_bytes: int, compression: str | None) -> KafkaProducer:
+    """Idempotent producer, acks from all in-sync replicas, raised request size for images."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks="all",
+        enable_idempotence=True,
+        compression_type=compression,
+        linger_ms=5,
+        max_request_size=max_message_bytes + _HEADROOM,
+        batch_size=256 << 10,
+        delivery_timeout_ms=120_000,
+        client_id="carspot-ingest",
+    )
+
+
+class KafkaSender:
+    """Sends to one topic and keeps the futures, so ``flush`` can tell whether everything was acknowledged."""
+
+    def __init__(self, *, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._pending: list[Future[object]] = []
+
+    def _send(self, *, key: bytes, value: bytes) -> None:
+        self._pending.append(self._producer.send(self._topic, key=key, value=value))
+        if len(self._pending) >= 10_000:
+            self.flush()
+
+    def flush(self) -> None:
+        """Block until every message sent so far is acknowledged; raise if any was not."""
+        self._producer.flush()
+        pending, self._pending = self._pending, []
+        failures = [f.exception() for f in pending if f.exception() is not None]
+        if failures:
+            raise DeliveryError(f"{len(failures)} message(s) to {self._topic} failed: {failures[0]!r}")
+
+
+class KafkaPostSink(KafkaSender):
+    def send_post(self, *, key: str, value: bytes) -> None:
+        self._send(key=key.encode(), value=value)
+
+
+class KafkaDeadLetterSink(KafkaSender):
+    def send(self, letter: DeadLetter) -> None:
+        self._send(key=letter.key, value=letter.encode())
+
+
+class KafkaPostSource:
+    """A member of the analyzers' consumer group with manual commits (MessageSource)."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        max_message_bytes: int,
+        max_poll_interval_ms: int,
+        client_id: str = "carspot-worker",
+    ) -> None:
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max_message_bytes + _HEADROOM,
+            fetch_max_bytes=max(52_428_800, max_message_bytes + _HEADROOM),
+            max_poll_interval_ms=max_poll_interval_ms,
+            isolation_level="read_committed",
+        )
+
+    def poll(self, *, timeout_s: float, max_records: int) -> Sequence[Incoming]:
+        polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [
+            Incoming(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value)
+            for records in polled.values()
+            for r in records
+        ]
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        try:
+            self._consumer.commit(
+                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+            )
+        except CommitFailedError as exc:
+            # The group rebalanced: the batch is already stored, and writes are idempotent, so the member
+            # that now owns these partitions replaying it changes nothing.
+            log.warning("offset commit refused after a rebalance; the batch will be replayed: %s", exc)
+
+    def seek(self, *, topic: str, partition: int, offset: int) -> None:
+        try:
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+        except ValueError:
+            log.info("partition %s-%d was revoked; its new owner re-reads from the commit", topic, partition)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)

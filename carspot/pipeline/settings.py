@@ -1,0 +1,101 @@
+"""The one typed configuration of CarSpot.
+
+Every knob is an environment variable prefixed ``CARSPOT_`` (or a line in ``.env``). ``carspot services up``
+writes the addresses of the services it started to ``<data_dir>/services/services.env``, which is read after
+``.env``, so the commands find the local services without any copy-paste. Built in ``main()``, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+YOLO_FASTEST_SHA256 = "27c34bbd0d054cf799ab45d31cba11dcf86cf482ccfb43fa002349f495db7671"
+
+
+class AnalysisMode(StrEnum):
+    """How an image is analysed (the reference paper's two modes and a faster third)."""
+
+    STANDARD = "standard"
+    REGION_SEARCH = "region-search"
+    DETECTOR = "detector"
+
+
+def default_shared_dir() -> Path:
+    """``../shared`` beside the repository: real data, scenes and detector weights (read-only)."""
+    return _REPO_ROOT.parent / "shared"
+
+
+def services_env_file(data_dir: Path) -> Path:
+    """Where ``carspot services up`` writes the endpoints of the services it started."""
+    return data_dir / "services" / "services.env"
+
+
+class Settings(BaseSettings):
+    """CarSpot's settings; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="CARSPOT_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".carspot"), description="Local state: services, SQLite, caches.")
+    shared_dir: Path = Field(default_factory=default_shared_dir, description="The read-only shared folder.")
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
+    posts_topic: str = "carspot.posts"
+    dlq_topic: str = "carspot.posts.dlq"
+    posts_partitions: Annotated[int, Field(ge=1)] = 6
+    consumer_group: str = "carspot-analyzers"
+    kafka_max_message_bytes: Annotated[int, Field(ge=1 << 20)] = 16 << 20
+    kafka_compression: str | None = "lz4"
+
+    database_url: SecretStr = Field(
+        default=SecretStr(""), description="SQLAlchemy URL; empty = SQLite under data_dir."
+    )
+    redis_url: SecretStr | None = Field(default=None, description="Redis for de-duplication; none = in memory.")
+    dedup_ttl_s: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
+
+    image_max_side: Annotated[int, Field(ge=64, le=8192)] = 1024
+    image_max_bytes: Annotated[int, Field(ge=1024)] = 20 << 20
+    image_max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    image_jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 90
+    dlq_max_original_bytes: Annotated[int, Field(ge=0)] = 1 << 20
+
+    mode: AnalysisMode = AnalysisMode.DETECTOR
+    detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
+    detector_sha256: str = YOLO_FASTEST_SHA256
+    detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    detector_car_classes: tuple[str, ...] = ("car",)
+    cv_threads: Annotated[int, Field(ge=0)] = 0
+
+    batch_max_messages: Annotated[int, Field(ge=1)] = 32
+    batch_max_seconds: Annotated[float, Field(gt=0)] = 5.0
+    max_poll_interval_ms: Annotated[int, Field(ge=10_000)] = 300_000
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Read the environment, ``.env`` and the services file that ``carspot services up`` wrote."""
+        data_dir = Path(os.environ.get("CARSPOT_DATA_DIR", ".carspot"))
+        env_files = (".env", str(services_env_file(data_dir)))
+        return cls(_env_file=env_files)  # type: ignore[call-arg]
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``data_dir`` (the embedded default)."""
+        url = self.database_url.get_secret_value()
+        return url or f"sqlite:///{(self.data_dir / 'carspot.db').resolve()}"
+
+    @property
+    def resolved_detector_weights(self) -> Path:
+        return self.detector_weights or self.shared_dir / "models" / "yolo-fastestv2" / "model.onnx"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.data_dir / "services"

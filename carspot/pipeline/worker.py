@@ -1,0 +1,264 @@
+"""The analysis worker: poll a batch → decode → analyse → write the batch in one transaction → commit offsets.
+
+Offsets are committed only after the database commit, and every write is idempotent, so a crash at any point
+replays at most one batch and changes nothing. A message that cannot be decoded, analysed or stored goes to the
+dead-letter sink with a reason code and its original bytes, and the worker moves on. Batches are cut by time as
+well as by count: the records not reached in time are re-read next poll (seek), so a slow batch never exceeds
+Kafka's ``max.poll.interval.ms``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from carspot.pipeline.deadletter import DeadLetter
+from carspot.pipeline.message import DecodeError, Post
+from carspot.pipeline.ports import DeadLetterSink, Incoming, MessageSource
+from carspot.store.records import AnalysisRecord, PostRecord
+
+log = logging.getLogger("carspot.pipeline.worker")
+
+Analyzer = Callable[[Post, np.ndarray], AnalysisRecord]
+ImageDecoder = Callable[[bytes], np.ndarray]
+BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
+
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did; the benchmark reads the per-stage seconds."""
+
+    messages: int = 0
+    analyses: int = 0
+    links: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    cars: int = 0
+    seconds: Counter[str] = field(default_factory=Counter)  # decode, analyse, write, commit
+
+
+@dataclass
+class _Batch:
+    posts: list[PostRecord] = field(default_factory=list)
+    analyses: list[AnalysisRecord] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    originals: dict[str, Incoming] = field(default_factory=dict)  # post id -> its message
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    rewind: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def post_record(post: Post) -> PostRecord:
+    return PostRecord(
+        post_id=post.post_id,
+        source=post.source,
+        author=post.author,
+        text=post.text,
+        url=post.url,
+        posted_at=post.posted_at,
+        ingested_at=post.ingested_at,
+        image_sha256=post.image_sha256,
+        width=post.width,
+        height=post.height,
+    )
+
+
+def _letter(message: Incoming, *, reason: str, detail: str, post: Post | None = None) -> DeadLetter:
+    return DeadLetter(
+        stage="worker",
+        reason=reason,
+        detail=detail,
+        original=message.value,
+        original_size=len(message.value),
+        post_id=post.post_id if post else (message.key.decode("utf-8", "replace") if message.key else None),
+        source=post.source if post else None,
+        origin_topic=message.topic,
+        origin_partition=message.partition,
+        origin_offset=message.offset,
+    )
+
+
+class Worker:
+    """Consumes posts, analyses them and stores the results; ``run`` until ``stop`` or a bound."""
+
+    def __init__(
+        self,
+        *,
+        source: MessageSource,
+        dead_letters: DeadLetterSink,
+        analyze: Analyzer,
+        decode_image: ImageDecoder,
+        write_batch: BatchWriter,
+        batch_max_messages: int = 32,
+        batch_max_seconds: float = 5.0,
+        poll_timeout_s: float = 1.0,
+        write_attempts: int = 8,
+    ) -> None:
+        self._source = source
+        self._dead_letters = dead_letters
+        self._analyze = analyze
+        self._decode_image = decode_image
+        self._write_batch = write_batch
+        self._batch_max_messages = batch_max_messages
+        self._batch_max_seconds = batch_max_seconds
+        self._poll_timeout_s = poll_timeout_s
+        self._write_attempts = write_attempts
+        self._stopping = threading.Event()
+        self.stats = WorkerStats()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the current batch, commit, and return."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(
+        self,
+        *,
+        max_messages: int | None = None,
+        timeout_s: float | None = None,
+        idle_timeout_s: float | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> WorkerStats:
+        """Process batches until stopped, ``max_messages`` handled, ``timeout_s`` elapsed, nothing has
+        arrived for ``idle_timeout_s``, or ``until()`` is true. Always closes the source (leaving the group)."""
+        started = time.monotonic()
+        last_message = started
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if timeout_s is not None and now - started >= timeout_s:
+                    break
+                if max_messages is not None and self.stats.messages >= max_messages:
+                    break
+                if idle_timeout_s is not None and now - last_message >= idle_timeout_s:
+                    break
+                if until is not None and until():
+                    break
+                limit = self._batch_max_messages
+                if max_messages is not None:
+                    limit = min(limit, max_messages - self.stats.messages)
+                messages = self._source.poll(timeout_s=self._poll_timeout_s, max_records=limit)
+                if messages:
+                    last_message = time.monotonic()
+                    self.process_batch(messages)
+        finally:
+            self._source.close()
+        return self.stats
+
+    def process_batch(self, messages: Sequence[Incoming]) -> None:
+        """Analyse, write and commit one polled batch (public so tests can drive it step by step)."""
+        batch = self._analyse(messages)
+        if batch.letters:
+            for letter in batch.letters:
+                self._dead_letters.send(letter)
+            self._dead_letters.flush()
+        self._write(batch)
+        t0 = time.perf_counter()
+        if batch.next_offsets:
+            self._source.commit(batch.next_offsets)
+        for (topic, partition), offset in batch.rewind.items():
+            self._source.seek(topic=topic, partition=partition, offset=offset)
+        self.stats.seconds["commit"] += time.perf_counter() - t0
+        self.stats.batches += 1
+        for reason, count in Counter(letter.reason for letter in batch.letters).items():
+            self.stats.dead_letters[reason] += count
+
+    def _analyse(self, messages: Sequence[Incoming]) -> _Batch:
+        batch = _Batch()
+        deadline = time.monotonic() + self._batch_max_seconds
+        for index, message in enumerate(messages):
+            where = (message.topic, message.partition)
+            if index > 0 and (time.monotonic() >= deadline or where in batch.rewind):
+                batch.rewind.setdefault(where, message.offset)
+                continue
+            self._analyse_one(message, batch)
+            batch.next_offsets[where] = message.offset + 1
+            self.stats.messages += 1
+        return batch
+
+    def _analyse_one(self, message: Incoming, batch: _Batch) -> None:
+        try:
+            post = Post.decode(message.value)
+        except DecodeError as exc:
+            batch.letters.append(_letter(message, reason="decode_error", detail=str(exc)))
+            return
+        batch.originals[post.post_id] = message
+        if post.is_link:
+            batch.posts.append(post_record(post))
+            self.stats.links += 1
+            return
+        t0 = time.perf_counter()
+        try:
+            image = self._decode_image(post.image or b"")
+        except Exception as exc:
+            batch.letters.append(_letter(message, reason="image_decode_error", detail=repr(exc), post=post))
+            return
+        t1 = time.perf_counter()
+        try:
+            analysis = self._analyze(post, image)
+        except Exception as exc:
+            log.exception("analysis failed for post %s", post.post_id)
+            reason = getattr(exc, "reason", "analysis_error")
+            batch.letters.append(_letter(message, reason=reason, detail=repr(exc), post=post))
+            return
+        t2 = time.perf_counter()
+        self.stats.seconds["decode"] += t1 - t0
+        self.stats.seconds["analyse"] += t2 - t1
+        batch.posts.append(post_record(post))
+        batch.analyses.append(analysis)
+        self.stats.analyses += 1
+        self.stats.cars += len(analysis.regions)
+
+    def _write(self, batch: _Batch) -> None:
+        if not batch.posts and not batch.analyses:
+            return
+        t0 = time.perf_counter()
+        try:
+            self._write_with_retries(batch.posts, batch.analyses)
+        except DBAPIError as exc:
+            if isinstance(exc, TRANSIENT_DB_ERRORS):
+                raise
+            log.warning("batch write rejected (%s); writing post by post", exc.__class__.__name__)
+            self._write_one_by_one(batch)
+        self.stats.seconds["write"] += time.perf_counter() - t0
+
+    def _write_with_retries(self, posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            wait=wait_exponential_jitter(initial=0.2, max=10.0),
+            stop=stop_after_attempt(self._write_attempts),
+            reraise=True,
+        ):
+            with attempt:
+                self._write_batch(posts, analyses)
+
+    def _write_one_by_one(self, batch: _Batch) -> None:
+        """Isolate the record the database refuses, dead-letter it, and keep the rest."""
+        by_image = {a.image_sha256: a for a in batch.analyses}
+        refused: list[DeadLetter] = []
+        for post in batch.posts:
+            analysis = by_image.pop(post.image_sha256, None)
+            try:
+                self._write_with_retries([post], [analysis] if analysis else [])
+            except DBAPIError as exc:
+                if isinstance(exc, TRANSIENT_DB_ERRORS):
+                    raise
+                message = batch.originals[post.post_id]
+                refused.append(_letter(message, reason="store_rejected", detail=str(exc.orig)))
+        if refused:
+            for letter in refused:
+                self._dead_letters.send(letter)
+            self._dead_letters.flush()
+            self.stats.dead_letters["store_rejected"] += len(refused)
