@@ -92,3 +92,17 @@ class FileDeadLetterSink:
 
     def flush(self) -> None:
         """Each ``send`` is written before it returns."""
+
+
+class MemoryDeadLetterSink:
+    """Dead letters kept in a list: for tests and for callers that report them themselves."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+        self.flushed = 0
+
+    def send(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+    def flush(self) -> None:
+        self.flushed = len(self.letters)

@@ -72,7 +72,7 @@ def post_record(post: Post) -> PostRecord:
     )
 
 
-def _letter(message: Incoming, *, reason: str, detail: str, post: Post | None = None) -> DeadLetter:
+def _letter(message: Incoming, *, reason: str, detail: str, post: Post | PostRecord | None = None) -> DeadLetter:
     return DeadLetter(
         stage="worker",
         reason=reason,
@@ -194,9 +194,14 @@ class Worker:
         except DecodeError as exc:
             batch.letters.append(_letter(message, reason="decode_error", detail=str(exc)))
             return
+        try:
+            record = post_record(post)
+        except ValueError as exc:  # e.g. text the database cannot hold
+            batch.letters.append(_letter(message, reason="invalid_post", detail=str(exc), post=post))
+            return
         batch.originals[post.post_id] = message
         if post.is_link:
-            batch.posts.append(post_record(post))
+            batch.posts.append(record)
             self.stats.links += 1
             return
         t0 = time.perf_counter()
@@ -216,7 +221,7 @@ class Worker:
         t2 = time.perf_counter()
         self.stats.seconds["decode"] += t1 - t0
         self.stats.seconds["analyse"] += t2 - t1
-        batch.posts.append(post_record(post))
+        batch.posts.append(record)
         batch.analyses.append(analysis)
         self.stats.analyses += 1
         self.stats.cars += len(analysis.regions)
@@ -256,7 +261,7 @@ class Worker:
                 if isinstance(exc, TRANSIENT_DB_ERRORS):
                     raise
                 message = batch.originals[post.post_id]
-                refused.append(_letter(message, reason="store_rejected", detail=str(exc.orig)))
+                refused.append(_letter(message, reason="store_rejected", detail=str(exc.orig), post=post))
         if refused:
             for letter in refused:
                 self._dead_letters.send(letter)

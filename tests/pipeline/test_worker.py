@@ -1,0 +1,221 @@
+"""The worker's contract: results durable before offsets move, bad messages dead-lettered, batches cut by time."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from carspot.pipeline.inprocess import InProcessQueue, MemoryDeadLetterSink
+from carspot.pipeline.message import Post
+from carspot.pipeline.worker import Worker
+from carspot.store.records import AnalysisRecord, PostRecord, RegionRecord
+
+TOPIC = "carspot.posts"
+
+
+def post(n: int, *, link: bool = False, text: str | None = None) -> Post:
+    image = f"image-{n}".encode()
+    return Post(
+        post_id=f"p{n}",
+        source="test",
+        ingested_at=datetime.now(UTC),
+        image_sha256=hashlib.sha256(image).hexdigest(),
+        width=64,
+        height=48,
+        image=None if link else image,
+        text=text,
+    )
+
+
+def analyze(p: Post, image: np.ndarray) -> AnalysisRecord:
+    return AnalysisRecord(
+        image_sha256=p.image_sha256,
+        width=p.width,
+        height=p.height,
+        mode="detector",
+        detector="fake",
+        model_version="test",
+        regions=(RegionRecord(index=0, x1=1, y1=2, x2=10, y2=20, score=0.9, label="car"),),
+        brands=(),
+        analyzed_at=datetime.now(UTC),
+        duration_ms=1.0,
+    )
+
+
+def decode(data: bytes) -> np.ndarray:
+    if data.startswith(b"broken"):
+        raise ValueError("cannot decode")
+    return np.zeros((48, 64, 3), np.uint8)
+
+
+class RecordingWriter:
+    """Keeps what was written, and what the queue had committed at that moment."""
+
+    def __init__(self, queue: InProcessQueue, *, failures: Sequence[Exception] = ()) -> None:
+        self.queue = queue
+        self.failures = list(failures)
+        self.posts: list[PostRecord] = []
+        self.analyses: list[AnalysisRecord] = []
+        self.calls = 0
+
+    def __call__(self, posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.posts.extend(posts)
+        self.analyses.extend(analyses)
+
+
+def make_worker(queue: InProcessQueue, writer: RecordingWriter, dlq: MemoryDeadLetterSink, **kw: object) -> Worker:
+    return Worker(
+        source=queue,
+        dead_letters=dlq,
+        analyze=analyze,
+        decode_image=decode,
+        write_batch=writer,
+        poll_timeout_s=0.01,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def fill(queue: InProcessQueue, values: Sequence[bytes]) -> None:
+    for i, value in enumerate(values):
+        queue.send_post(key=f"k{i}", value=value)
+    queue.close_for_writing()
+
+
+def test_every_post_is_written_once_and_offsets_follow_the_write() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=100)
+    fill(queue, [post(i).encode() for i in range(10)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    stats = make_worker(queue, writer, dlq, batch_max_messages=4).run(until=lambda: queue.drained)
+    assert [p.post_id for p in writer.posts] == [f"p{i}" for i in range(10)]
+    assert len(writer.analyses) == 10 and stats.analyses == 10 and stats.cars == 10
+    assert stats.batches == 3 and queue.drained and not dlq.letters
+
+
+def test_bad_messages_go_to_the_dead_letter_sink_with_reasons_and_the_rest_is_stored() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=100)
+    bad_image = b"broken-jpeg"
+    bad_post = Post(
+        post_id="p-bad-image",
+        source="test",
+        ingested_at=datetime.now(UTC),
+        image_sha256=hashlib.sha256(bad_image).hexdigest(),
+        width=1,
+        height=1,
+        image=bad_image,
+    )
+    fill(queue, [post(0).encode(), b"not a post", bad_post.encode(), post(3, text="nul\x00").encode(), post(4).encode()])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    stats = make_worker(queue, writer, dlq).run(until=lambda: queue.drained)
+    assert [p.post_id for p in writer.posts] == ["p0", "p4"]
+    reasons = {letter.reason: letter for letter in dlq.letters}
+    assert set(reasons) == {"decode_error", "image_decode_error", "invalid_post"}
+    assert reasons["decode_error"].original == b"not a post"
+    assert reasons["decode_error"].origin_offset == 1
+    assert reasons["image_decode_error"].post_id == "p-bad-image"
+    assert dict(stats.dead_letters) == {"decode_error": 1, "image_decode_error": 1, "invalid_post": 1}
+    assert queue.drained
+
+
+def test_a_link_post_is_stored_without_analysis() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(1).encode(), post(1, link=True).encode()])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    stats = make_worker(queue, writer, dlq).run(until=lambda: queue.drained)
+    assert len(writer.posts) == 2 and len(writer.analyses) == 1 and stats.links == 1
+
+
+def test_offsets_are_not_committed_when_the_write_fails() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(3)])
+    down = OperationalError("INSERT", {}, Exception("connection refused"))
+    writer, dlq = RecordingWriter(queue, failures=[down] * 2), MemoryDeadLetterSink()
+    worker = make_worker(queue, writer, dlq, write_attempts=2)
+    with pytest.raises(OperationalError):
+        worker.run(until=lambda: queue.drained)
+    assert not queue.drained  # nothing committed: a restarted worker re-reads all three
+
+
+def test_transient_write_errors_are_retried() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(3)])
+    down = OperationalError("INSERT", {}, Exception("connection reset"))
+    writer, dlq = RecordingWriter(queue, failures=[down]), MemoryDeadLetterSink()
+    make_worker(queue, writer, dlq).run(until=lambda: queue.drained)
+    assert len(writer.posts) == 3 and writer.calls == 2 and queue.drained
+
+
+def test_a_record_the_database_refuses_is_isolated_and_dead_lettered() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(3)])
+    refused = IntegrityError("INSERT", {}, Exception("violates check"))
+
+    class RefusesP1(RecordingWriter):
+        def __call__(self, posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
+            self.calls += 1
+            if any(p.post_id == "p1" for p in posts):
+                raise refused
+            super().__call__(posts, analyses)
+
+    writer, dlq = RefusesP1(queue), MemoryDeadLetterSink()
+    make_worker(queue, writer, dlq).run(until=lambda: queue.drained)
+    assert [p.post_id for p in writer.posts] == ["p0", "p2"]
+    assert [(d.reason, d.post_id) for d in dlq.letters] == [("store_rejected", "p1")]
+    assert Post.decode(dlq.letters[0].original).post_id == "p1"  # the original message, whole
+
+
+def test_a_slow_batch_is_cut_by_time_and_the_rest_re_read() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(6)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+
+    def slow(p: Post, image: np.ndarray) -> AnalysisRecord:
+        time.sleep(0.06)
+        return analyze(p, image)
+
+    worker = Worker(
+        source=queue,
+        dead_letters=dlq,
+        analyze=slow,
+        decode_image=decode,
+        write_batch=writer,
+        batch_max_messages=6,
+        batch_max_seconds=0.1,
+        poll_timeout_s=0.01,
+    )
+    stats = worker.run(until=lambda: queue.drained)
+    assert [p.post_id for p in writer.posts] == [f"p{i}" for i in range(6)]
+    assert stats.batches >= 3  # ~2 messages fit in 0.1 s
+
+
+def test_stop_finishes_the_batch_then_returns() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    for i in range(4):
+        queue.send_post(key=f"k{i}", value=post(i).encode())
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    worker = make_worker(queue, writer, dlq, batch_max_messages=2)
+
+    def analyze_then_stop(p: Post, image: np.ndarray) -> AnalysisRecord:
+        worker.stop()
+        return analyze(p, image)
+
+    worker._analyze = analyze_then_stop
+    stats = worker.run()
+    assert stats.batches == 1 and len(writer.posts) == 2
+
+
+def test_max_messages_bounds_the_run() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    for i in range(5):
+        queue.send_post(key=f"k{i}", value=post(i).encode())
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    stats = make_worker(queue, writer, dlq).run(max_messages=3)
+    assert stats.messages == 3 and len(writer.posts) == 3
