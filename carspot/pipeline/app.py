@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
@@ -59,7 +59,9 @@ def make_deduplicator(settings: Settings, *, in_memory: bool = False) -> Dedupli
     """Redis when configured (shared by every ingest process), else an in-memory set (one process)."""
     if in_memory or settings.redis_url is None:
         return InMemoryDeduplicator()
-    return RedisDeduplicator(url=settings.redis_url.get_secret_value(), ttl_s=settings.dedup_ttl_s)
+    return RedisDeduplicator(
+        url=settings.redis_url.get_secret_value(), ttl_s=settings.dedup_ttl_s, prefix=settings.redis_key_prefix
+    )
 
 
 def load_analysis(settings: Settings) -> Analysis:
@@ -85,7 +87,7 @@ def load_analysis(settings: Settings) -> Analysis:
     return Analysis(modes=modes, default_mode=settings.mode.value)
 
 
-def make_batch_writer(database_url: str) -> Callable[[list[PostRecord], list[AnalysisRecord]], object]:
+def make_batch_writer(database_url: str) -> Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]:
     """An engine on the database, migrated to head, and the store's idempotent batch write."""
     from carspot.store.engine import create_engine_for
     from carspot.store.writer import AnalysisStore

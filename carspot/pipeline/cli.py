@@ -212,3 +212,7 @@ def analyze(images: Annotated[list[Path], typer.Argument(help="Local image files
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -112,7 +112,7 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
     worker_stats = worker.run(until=lambda: queue.drained)
     producer.join()
     if "error" in outcome:
-        raise RuntimeError("ingest failed") from outcome["error"]  # type: ignore[arg-type]
+        raise RuntimeError("ingest failed") from outcome["error"]
     ingest_stats = outcome["stats"]
     assert isinstance(ingest_stats, IngestStats)
     return RunSummary(

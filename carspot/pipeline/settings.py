@@ -57,6 +57,7 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="SQLAlchemy URL; empty = SQLite under data_dir."
     )
     redis_url: SecretStr | None = Field(default=None, description="Redis for de-duplication; none = in memory.")
+    redis_key_prefix: str = "carspot:"
     dedup_ttl_s: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
 
     image_max_side: Annotated[int, Field(ge=64, le=8192)] = 1024

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +24,7 @@ from carspot.pipeline.deadletter import DeadLetter
 from carspot.pipeline.message import DecodeError, Post
 from carspot.pipeline.ports import DeadLetterSink, Incoming, MessageSource
 from carspot.store.records import AnalysisRecord, PostRecord
+from carspot.store.writer import BatchConflictError
 
 log = logging.getLogger("carspot.pipeline.worker")
 
@@ -44,7 +45,7 @@ class WorkerStats:
     dead_letters: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     cars: int = 0
-    seconds: Counter[str] = field(default_factory=Counter)  # decode, analyse, write, commit
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # per stage
 
 
 @dataclass
@@ -232,7 +233,7 @@ class Worker:
         t0 = time.perf_counter()
         try:
             self._write_with_retries(batch.posts, batch.analyses)
-        except DBAPIError as exc:
+        except (DBAPIError, BatchConflictError) as exc:
             if isinstance(exc, TRANSIENT_DB_ERRORS):
                 raise
             log.warning("batch write rejected (%s); writing post by post", exc.__class__.__name__)
@@ -257,11 +258,12 @@ class Worker:
             analysis = by_image.pop(post.image_sha256, None)
             try:
                 self._write_with_retries([post], [analysis] if analysis else [])
-            except DBAPIError as exc:
+            except (DBAPIError, BatchConflictError) as exc:
                 if isinstance(exc, TRANSIENT_DB_ERRORS):
                     raise
+                detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
                 message = batch.originals[post.post_id]
-                refused.append(_letter(message, reason="store_rejected", detail=str(exc.orig), post=post))
+                refused.append(_letter(message, reason="store_rejected", detail=detail, post=post))
         if refused:
             for letter in refused:
                 self._dead_letters.send(letter)

@@ -1,0 +1,164 @@
+"""The tables, as SQLAlchemy 2 declarative models; they work on PostgreSQL (production) and SQLite (embedded).
+
+A post links to its image by SHA-256; analyses hang off the image, not the post, so the same picture reposted
+is analysed once and every post showing it reaches that analysis through the image. Brand predictions are the
+top-5 per region, and per image under ``region_index = -1``. The migrations in ``migrations/versions`` must
+create exactly this (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+IMAGE_REGION: int = -1
+"""``brand_predictions.region_index`` of the whole image's top-5."""
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names: SQLite batch migrations and autogenerate comparisons need them."""
+
+# An autoincrementing 64-bit key on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back in UTC on both backends.
+
+    SQLite has no time zones: SQLAlchemy stores the wall-clock text and returns naive values, so binds are
+    converted to UTC here and results are marked UTC. Naive datetimes are refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to a timezone-aware column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Image(Base):
+    """A normalised image, identified by the SHA-256 of its bytes."""
+
+    __tablename__ = "images"
+    __table_args__ = (CheckConstraint("width > 0 AND height > 0", name="size"),)
+
+    sha256: Mapped[str] = mapped_column(CHAR(64), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Post(Base):
+    """A social-media post; several posts may show the same image."""
+
+    __tablename__ = "posts"
+
+    post_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    posted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ingested_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime(), server_default=func.now())
+    image_sha256: Mapped[str] = mapped_column(CHAR(64), ForeignKey("images.sha256"), index=True)
+
+
+class Analysis(Base):
+    """One analysis of one image in one mode by one model version (at most one per such triple)."""
+
+    __tablename__ = "analyses"
+    __table_args__ = (
+        UniqueConstraint("image_sha256", "mode", "model_version"),
+        CheckConstraint("mode IN ('standard', 'region-search', 'detector')", name="mode"),
+        CheckConstraint("region_count >= 0", name="region_count"),
+        CheckConstraint("duration_ms >= 0", name="duration_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    image_sha256: Mapped[str] = mapped_column(CHAR(64), ForeignKey("images.sha256"))
+    mode: Mapped[str] = mapped_column(Text)
+    detector: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(Text)
+    analyzed_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    region_count: Mapped[int] = mapped_column(Integer)
+
+
+class Region(Base):
+    """A car region of an analysis, a box in pixels of the image."""
+
+    __tablename__ = "regions"
+    __table_args__ = (
+        CheckConstraint("region_index >= 0", name="region_index"),
+        CheckConstraint("x1 >= 0 AND y1 >= 0 AND x1 <= x2 AND y1 <= y2", name="box"),
+        CheckConstraint("score >= 0 AND score <= 1", name="score"),
+    )
+
+    analysis_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
+    )
+    region_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(Text)
+
+
+class BrandPrediction(Base):
+    """One brand of a top-5: of a region, or of the whole image when ``region_index = -1``."""
+
+    __tablename__ = "brand_predictions"
+    __table_args__ = (
+        CheckConstraint("region_index >= -1", name="region_index"),
+        CheckConstraint("rank >= 1 AND rank <= 5", name="rank"),
+        CheckConstraint("score >= 0 AND score <= 1", name="score"),
+    )
+
+    analysis_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
+    )
+    region_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    make: Mapped[str] = mapped_column(Text, index=True)
+    score: Mapped[float] = mapped_column(Float)
