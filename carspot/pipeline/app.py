@@ -59,8 +59,8 @@ def make_deduplicator(settings: Settings, *, in_memory: bool = False) -> Dedupli
     """Redis when configured (shared by every ingest process), else an in-memory set (one process)."""
     if in_memory or settings.redis_url is None:
         return InMemoryDeduplicator()
-    return RedisDeduplicator(
-        url=settings.redis_url.get_secret_value(), ttl_s=settings.dedup_ttl_s, prefix=settings.redis_key_prefix
+    return RedisDeduplicator.from_url(
+        settings.redis_url.get_secret_value(), ttl_s=settings.dedup_ttl_s, prefix=settings.redis_key_prefix
     )
 
 

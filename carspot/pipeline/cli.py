@@ -134,6 +134,7 @@ def ingest(
             normalize=make_normalizer(s),
             max_posts=max_posts,
             should_stop=stopping.is_set,
+            max_dlq_bytes=s.dlq_max_original_bytes,
         )
     finally:
         emitter.flush()

@@ -88,11 +88,12 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
         worker.stop()
 
     install_stop_handlers(stop)
-    outcome: dict[str, IngestStats | BaseException] = {}
+    stats: list[IngestStats] = []
+    errors: list[BaseException] = []
 
     def ingest() -> None:
         try:
-            outcome["stats"] = run_ingest(
+            result = run_ingest(
                 posts,
                 emit=emitter.emit,
                 reject=emitter.reject,
@@ -100,9 +101,11 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
                 normalize=make_normalizer(settings),
                 max_posts=max_posts,
                 should_stop=stopping.is_set,
+                max_dlq_bytes=settings.dlq_max_original_bytes,
             )
+            stats.append(result)
         except BaseException as exc:
-            outcome["error"] = exc
+            errors.append(exc)
         finally:
             queue.close_for_writing()
 
@@ -111,12 +114,10 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
     producer.start()
     worker_stats = worker.run(until=lambda: queue.drained)
     producer.join()
-    if "error" in outcome:
-        raise RuntimeError("ingest failed") from outcome["error"]
-    ingest_stats = outcome["stats"]
-    assert isinstance(ingest_stats, IngestStats)
+    if errors:
+        raise RuntimeError("ingest failed") from errors[0]
     return RunSummary(
-        ingest=ingest_stats,
+        ingest=stats[0],
         worker=worker_stats,
         seconds=time.monotonic() - started,
         database=url,

@@ -39,4 +39,5 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO about every connection; its warnings still show.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    for chatty in ("kafka", "alembic"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

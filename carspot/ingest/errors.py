@@ -1,0 +1,103 @@
+"""Why ingest refuses an input, as exceptions that carry a stable ``reason`` code for the dead-letter topic.
+
+Every refusal is one of these, so the producer loop has one place that turns an exception into a rejection::
+
+    IngestError                      reason "ingest_error"   (base; never raised directly)
+    ├── ImageError                   the bytes are not a picture ingest will pass on
+    │   ├── EmptyImage               "empty"               zero bytes
+    │   ├── NotAnImage               "not_an_image"        text, HTML, JSON or unknown bytes (sniffed, never
+    │   │                                                  trusted from the file name)
+    │   ├── UnsupportedImage         "unsupported"         a picture in a format or mode we do not decode
+    │   │                                                  (HEIC, SVG, PSD, a LAB-mode TIFF, ...)
+    │   ├── TruncatedImage           "truncated"           the file ends before the picture does
+    │   ├── CorruptImage             "corrupt"             a known format whose data does not parse
+    │   ├── ImageTooLarge            "too_large"           more bytes than the limit (checked before reading)
+    │   ├── DecompressionBomb        "decompression_bomb"  the header claims more pixels than the limit
+    │   │                                                  (checked before any pixel is decoded)
+    │   └── EncodedTooLarge          "encoded_too_large"   the normalised JPEG still exceeds the message limit
+    └── SourceError                  "unreadable"          the source could not give us the bytes
+        └── ImageMissing             "unreadable"          (the referenced file does not exist)
+
+The codes are part of the dead-letter contract (dashboards count them): add new ones, never rename.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class IngestError(Exception):
+    """Base of every refusal; ``reason`` is the machine code, ``str(exc)`` the human detail."""
+
+    reason: ClassVar[str] = "ingest_error"
+
+
+class ImageError(IngestError):
+    """The bytes were read but are not a picture ingest will pass on."""
+
+    reason: ClassVar[str] = "image_error"
+
+
+class EmptyImage(ImageError):
+    reason: ClassVar[str] = "empty"
+
+
+class NotAnImage(ImageError):
+    reason: ClassVar[str] = "not_an_image"
+
+
+class UnsupportedImage(ImageError):
+    reason: ClassVar[str] = "unsupported"
+
+
+class TruncatedImage(ImageError):
+    reason: ClassVar[str] = "truncated"
+
+
+class CorruptImage(ImageError):
+    reason: ClassVar[str] = "corrupt"
+
+
+class ImageTooLarge(ImageError):
+    """More bytes than allowed; ``size`` is the known size (from ``stat`` or ``len``), if any."""
+
+    reason: ClassVar[str] = "too_large"
+
+    def __init__(self, detail: str, *, size: int | None = None, limit: int | None = None) -> None:
+        super().__init__(detail)
+        self.size = size
+        self.limit = limit
+
+
+class DecompressionBomb(ImageError):
+    reason: ClassVar[str] = "decompression_bomb"
+
+
+class EncodedTooLarge(ImageError):
+    reason: ClassVar[str] = "encoded_too_large"
+
+
+class SourceError(IngestError):
+    """The source could not hand over the bytes (I/O error, permission, not a regular file)."""
+
+    reason: ClassVar[str] = "unreadable"
+
+
+class ImageMissing(SourceError):
+    """The file is not there; same code as any unreadable source, the detail says which."""
+
+
+__all__ = [
+    "CorruptImage",
+    "DecompressionBomb",
+    "EmptyImage",
+    "EncodedTooLarge",
+    "ImageError",
+    "ImageMissing",
+    "ImageTooLarge",
+    "IngestError",
+    "NotAnImage",
+    "SourceError",
+    "TruncatedImage",
+    "UnsupportedImage",
+]
