@@ -72,7 +72,9 @@ class RecordingWriter:
         self.analyses.extend(analyses)
 
 
-def make_worker(queue: InProcessQueue, writer: RecordingWriter, dlq: MemoryDeadLetterSink, **kw: object) -> Worker:
+def make_worker(
+    queue: InProcessQueue, writer: RecordingWriter, dlq: MemoryDeadLetterSink, **kw: object
+) -> Worker:
     return Worker(
         source=queue,
         dead_letters=dlq,
@@ -112,7 +114,16 @@ def test_bad_messages_go_to_the_dead_letter_sink_with_reasons_and_the_rest_is_st
         height=1,
         image=bad_image,
     )
-    fill(queue, [post(0).encode(), b"not a post", bad_post.encode(), post(3, text="nul\x00").encode(), post(4).encode()])
+    fill(
+        queue,
+        [
+            post(0).encode(),
+            b"not a post",
+            bad_post.encode(),
+            post(3, text="nul\x00").encode(),
+            post(4).encode(),
+        ],
+    )
     writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
     stats = make_worker(queue, writer, dlq).run(until=lambda: queue.drained)
     assert [p.post_id for p in writer.posts] == ["p0", "p4"]
