@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,11 @@ import typer
 
 from carspot.pipeline.settings import Settings
 
-app = typer.Typer(help="CarSpot: which car brands appear in the images people post.", no_args_is_help=True)
+app = typer.Typer(
+    help="CarSpot: which car brands appear in the images people post.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 services_app = typer.Typer(help="Real Kafka, PostgreSQL and Redis on loopback, without Docker.")
 app.add_typer(services_app, name="services")
 
@@ -28,8 +33,22 @@ def _settings() -> Settings:
     return _state.settings
 
 
+def _plain(value: Any) -> Any:
+    """Dataclasses and (Counter, defaultdict) mappings as plain JSON-able values.
+
+    ``dataclasses.asdict`` cannot be used here: it rebuilds a Counter from (key, value) pairs and so counts
+    the pairs instead of copying the counts."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    typer.echo(json.dumps(_plain(value), indent=2, default=str, ensure_ascii=False))
 
 
 @app.callback()
@@ -64,7 +83,7 @@ def services_up(
     except ServiceStartError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    _print_json(asdict(endpoints))
+    _print_json(endpoints)
 
 
 @services_app.command("down")
@@ -81,7 +100,7 @@ def services_status() -> None:
     from carspot.infra.services import status
 
     statuses = status(root=_settings().services_dir.resolve())
-    _print_json({name: asdict(st) for name, st in statuses.items()})
+    _print_json(statuses)
     if not all(st.running for st in statuses.values()):
         raise typer.Exit(1)
 
@@ -139,7 +158,7 @@ def ingest(
     finally:
         emitter.flush()
         producer.close()
-    _print_json(asdict(stats))
+    _print_json(stats)
 
 
 # --- worker ---------------------------------------------------------------------------------------------
@@ -186,7 +205,7 @@ def worker(
         stats = the_worker.run(max_messages=max_messages, timeout_s=timeout, idle_timeout_s=idle_timeout)
     finally:
         producer.close()
-    _print_json(asdict(stats))
+    _print_json(stats)
 
 
 # --- the embedded default -------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class InProcessQueue:
             return self._closed and not self._log
 
     # MessageSource
+    @property
+    def ready(self) -> bool:
+        return True
+
     def poll(self, *, timeout_s: float, max_records: int) -> Sequence[Incoming]:
         with self._changed:
             self._changed.wait_for(lambda: self._cursor < self._next_offset or self._closed, timeout=timeout_s)

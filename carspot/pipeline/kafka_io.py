@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from carspot.pipeline.deadletter import DeadLetter
@@ -44,7 +44,7 @@ class KafkaSender:
     def __init__(self, *, producer: KafkaProducer, topic: str) -> None:
         self._producer = producer
         self._topic = topic
-        self._pending: list[Future[object]] = []
+        self._pending: list[FutureRecordMetadata] = []
 
     def _send(self, *, key: bytes, value: bytes) -> None:
         self._pending.append(self._producer.send(self._topic, key=key, value=value))
@@ -55,7 +55,7 @@ class KafkaSender:
         """Block until every message sent so far is acknowledged; raise if any was not."""
         self._producer.flush()
         pending, self._pending = self._pending, []
-        failures = [f.exception() for f in pending if f.exception() is not None]
+        failures = [f.exception for f in pending if f.failed()]
         if failures:
             raise DeliveryError(f"{len(failures)} message(s) to {self._topic} failed: {failures[0]!r}")
 
@@ -82,6 +82,7 @@ class KafkaPostSource:
         max_message_bytes: int,
         max_poll_interval_ms: int,
         client_id: str = "carspot-worker",
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self._consumer = KafkaConsumer(
             topic,
@@ -94,7 +95,14 @@ class KafkaPostSource:
             fetch_max_bytes=max(52_428_800, max_message_bytes + _HEADROOM),
             max_poll_interval_ms=max_poll_interval_ms,
             isolation_level="read_committed",
+            # A killed worker's partitions move to the others after this long, not Kafka's default 45 s.
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
         )
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._consumer.assignment())
 
     def poll(self, *, timeout_s: float, max_records: int) -> Sequence[Incoming]:
         polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)

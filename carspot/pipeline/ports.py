@@ -26,6 +26,10 @@ class MessageSource(Protocol):
 
     def poll(self, *, timeout_s: float, max_records: int) -> Sequence[Incoming]: ...
 
+    @property
+    def ready(self) -> bool:
+        """True once messages can arrive (a consumer-group member has partitions assigned)."""
+
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit, per (topic, partition), the offset of the next message to read."""
 

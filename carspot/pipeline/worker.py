@@ -133,7 +133,7 @@ class Worker:
         until: Callable[[], bool] | None = None,
     ) -> WorkerStats:
         """Process batches until stopped, ``max_messages`` handled, ``timeout_s`` elapsed, nothing has
-        arrived for ``idle_timeout_s``, or ``until()`` is true. Always closes the source (leaving the group)."""
+        arrived for ``idle_timeout_s`` (while ready), or ``until()`` is true. Always closes the source (leaving the group)."""
         started = time.monotonic()
         last_message = started
         try:
@@ -151,7 +151,7 @@ class Worker:
                 if max_messages is not None:
                     limit = min(limit, max_messages - self.stats.messages)
                 messages = self._source.poll(timeout_s=self._poll_timeout_s, max_records=limit)
-                if messages:
+                if messages or not self._source.ready:  # idle only counts once partitions are assigned
                     last_message = time.monotonic()
                     self.process_batch(messages)
         finally:
