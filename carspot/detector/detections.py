@@ -48,13 +48,9 @@ class Detections:
             raise ValueError(f"Detections.xyxy must be (N, 4) float32, got {xyxy.shape} {xyxy.dtype}")
         n = xyxy.shape[0]
         if confidence.dtype != np.float32 or confidence.shape != (n,):
-            raise ValueError(
-                f"Detections.confidence must be ({n},) float32, got {confidence.shape} {confidence.dtype}"
-            )
+            raise ValueError(f"Detections.confidence must be ({n},) float32, got {confidence.shape} {confidence.dtype}")
         if class_id.dtype != np.int32 or class_id.shape != (n,):
-            raise ValueError(
-                f"Detections.class_id must be ({n},) int32, got {class_id.shape} {class_id.dtype}"
-            )
+            raise ValueError(f"Detections.class_id must be ({n},) int32, got {class_id.shape} {class_id.dtype}")
         if not isinstance(self.labels, tuple) or not all(isinstance(label, str) for label in self.labels):
             raise TypeError("Detections.labels must be a tuple of str")
         if len(self.labels) != n:

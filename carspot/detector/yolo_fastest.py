@@ -79,9 +79,7 @@ class _Grid:
     @classmethod
     def build(cls, input_size: int) -> _Grid:
         xs, ys, strides, anchors = [], [], [], []
-        table = np.asarray(YOLO_FASTESTV2_ANCHORS, dtype=np.float32).reshape(
-            len(_STRIDES), _ANCHORS_PER_CELL, 2
-        )
+        table = np.asarray(YOLO_FASTESTV2_ANCHORS, dtype=np.float32).reshape(len(_STRIDES), _ANCHORS_PER_CELL, 2)
         for scale, stride in enumerate(_STRIDES):
             cells = input_size // stride
             cell_y, cell_x = np.mgrid[0:cells, 0:cells]

@@ -32,9 +32,7 @@ def tail(path: Path, *, lines: int = _TAIL_LINES, max_bytes: int = 64 * 1024) ->
 class ServiceStartError(RuntimeError):
     """A service could not be installed or started; `service` names it, the message holds its log tail."""
 
-    def __init__(
-        self, service: str, message: str, *, logs: Sequence[Path] = (), output: str | None = None
-    ) -> None:
+    def __init__(self, service: str, message: str, *, logs: Sequence[Path] = (), output: str | None = None) -> None:
         self.service = service
         self.logs = tuple(logs)
         parts = [f"{service}: {message}"]

@@ -195,9 +195,7 @@ def _libs_complete(paths: KafkaPaths, pom_sha: str) -> bool:
     except (OSError, ValueError):
         return False
     jars = marker.get("jars") or []
-    return (
-        marker.get("pom_sha256") == pom_sha and bool(jars) and all((paths.libs / j).is_file() for j in jars)
-    )
+    return marker.get("pom_sha256") == pom_sha and bool(jars) and all((paths.libs / j).is_file() for j in jars)
 
 
 def ensure_jars(paths: KafkaPaths, *, install: bool) -> None:
@@ -273,9 +271,7 @@ def write_config(state: KafkaState, paths: KafkaPaths) -> None:
     for directory in (paths.config_dir, paths.data_dir, paths.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
     paths.server_properties.write_text(
-        render_server_properties(
-            port=state.port, controller_port=state.controller_port, data_dir=paths.data_dir
-        )
+        render_server_properties(port=state.port, controller_port=state.controller_port, data_dir=paths.data_dir)
     )
     paths.log4j_config.write_text(_resource_text("kafka-log4j2.properties"))
 
@@ -345,9 +341,7 @@ def wait_ready(state: KafkaState, paths: KafkaPaths, *, timeout_s: float) -> Non
         time.sleep(0.5)
 
 
-def ensure_topics(
-    bootstrap: str, topics: Mapping[str, int], *, timeout_s: float, logs: tuple[Path, ...]
-) -> None:
+def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float, logs: tuple[Path, ...]) -> None:
     """Create missing topics, grow ones with fewer partitions, and set max.message.bytes to 16 MiB on all."""
     if not topics:
         return
@@ -366,9 +360,7 @@ def ensure_topics(
                 admin.close()
         except KafkaError as exc:  # e.g. the controller not settled yet; retried until the deadline
             if time.monotonic() >= deadline:
-                raise ServiceStartError(
-                    SERVICE, f"could not create topics {sorted(topics)}: {exc}", logs=logs
-                ) from exc
+                raise ServiceStartError(SERVICE, f"could not create topics {sorted(topics)}: {exc}", logs=logs) from exc
             log.debug("topic set-up not done yet (%s); retrying", exc)
             time.sleep(1.0)
 
@@ -381,10 +373,7 @@ def _apply_topics(
     if missing:
         log.info("creating topics %s", missing)
         admin.create_topics(
-            {
-                name: {"num_partitions": n, "replication_factor": 1, "configs": configs}
-                for name, n in missing.items()
-            },
+            {name: {"num_partitions": n, "replication_factor": 1, "configs": configs} for name, n in missing.items()},
             wait_for_metadata=True,
         )
     present = [name for name in topics if name in existing]

@@ -51,9 +51,7 @@ def port_answers(port: int, *, host: str = LOOPBACK, timeout_s: float = 0.5) -> 
         return False
 
 
-def pick_free_port(
-    *, exclude: Collection[int] = (), rng: random.Random | None = None, attempts: int = 200
-) -> int:
+def pick_free_port(*, exclude: Collection[int] = (), rng: random.Random | None = None, attempts: int = 200) -> int:
     """A free loopback port below the ephemeral range, not in `exclude`."""
     rng = rng or random.Random()
     low, _ = ephemeral_range()

@@ -109,14 +109,10 @@ def system_user(*, create: bool) -> RunAs | None:
         entry = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         if not create:
-            raise ServiceStartError(
-                SERVICE, f"running as root and the `{SYSTEM_USER}` user does not exist"
-            ) from None
+            raise ServiceStartError(SERVICE, f"running as root and the `{SYSTEM_USER}` user does not exist") from None
         useradd = shutil.which("useradd")
         if useradd is None:
-            raise ServiceStartError(
-                SERVICE, f"cannot create the `{SYSTEM_USER}` user: useradd missing"
-            ) from None
+            raise ServiceStartError(SERVICE, f"cannot create the `{SYSTEM_USER}` user: useradd missing") from None
         argv = [useradd, "--system", "--user-group", "--home-dir", "/var/lib/postgresql", "--no-create-home"]
         result = run([*argv, "--shell", "/usr/sbin/nologin", SYSTEM_USER], timeout_s=60)
         if result.returncode != 0:
@@ -279,14 +275,10 @@ def _connect_kwargs(state: PostgresState, dbname: str, timeout_s: float) -> dict
     }
 
 
-def start(
-    state: PostgresState, paths: PostgresPaths, bin_dir: Path, user: RunAs | None, *, timeout_s: float
-) -> int:
+def start(state: PostgresState, paths: PostgresPaths, bin_dir: Path, user: RunAs | None, *, timeout_s: float) -> int:
     """pg_ctl start -w, then wait for a real login and create the carspot database; the postmaster pid."""
     conf = paths.data / _CONF_FILE
-    conf.write_text(
-        render_conf(port=state.port, socket_dir=Path(state.socket_dir) if state.socket_dir else None)
-    )
+    conf.write_text(render_conf(port=state.port, socket_dir=Path(state.socket_dir) if state.socket_dir else None))
     if user is not None:
         os.chown(conf, user.uid, user.gid)
     _clear_stale_lock(paths)
@@ -317,17 +309,13 @@ def wait_ready(state: PostgresState, paths: PostgresPaths, pid: int, *, timeout_
     deadline = time.monotonic() + timeout_s
     while True:
         if not is_alive(pid):
-            raise ServiceStartError(
-                SERVICE, f"the postmaster (pid {pid}) exited during start-up", logs=[paths.log]
-            )
+            raise ServiceStartError(SERVICE, f"the postmaster (pid {pid}) exited during start-up", logs=[paths.log])
         try:
             with psycopg.connect(**_connect_kwargs(state, "postgres", 3)):  # type: ignore[arg-type]
                 return
         except psycopg.OperationalError as exc:
             if time.monotonic() >= deadline:
-                raise ServiceStartError(
-                    SERVICE, f"no login after {timeout_s:.0f}s: {exc}", logs=[paths.log]
-                ) from exc
+                raise ServiceStartError(SERVICE, f"no login after {timeout_s:.0f}s: {exc}", logs=[paths.log]) from exc
         time.sleep(0.3)
 
 
@@ -340,9 +328,7 @@ def ensure_database(state: PostgresState) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
             log.info("creating database %s", DB_NAME)
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(DB_NAME), sql.Identifier(DB_USER)
-                )
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DB_NAME), sql.Identifier(DB_USER))
             )
 
 

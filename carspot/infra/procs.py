@@ -65,14 +65,10 @@ def run(
             list(argv), returncode=-1, stdout=out + f"\n(timed out after {timeout_s:.0f}s)"
         )
     except OSError as exc:
-        return subprocess.CompletedProcess(
-            list(argv), returncode=-1, stdout=f"could not run {argv[0]}: {exc}"
-        )
+        return subprocess.CompletedProcess(list(argv), returncode=-1, stdout=f"could not run {argv[0]}: {exc}")
 
 
-def spawn_detached(
-    argv: Sequence[str], *, log_path: Path, cwd: Path, env: Mapping[str, str] | None = None
-) -> int:
+def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path, env: Mapping[str, str] | None = None) -> int:
     """Start a server in its own session (it outlives us), stdout+stderr appended to `log_path`; its pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:

@@ -101,9 +101,7 @@ def wait_ready(state: RedisState, paths: RedisPaths, *, timeout_s: float) -> Non
         finally:
             client.close()
         if time.monotonic() >= deadline:
-            raise ServiceStartError(
-                SERVICE, f"no PONG after {timeout_s:.0f}s ({last_error})", logs=paths.logs
-            )
+            raise ServiceStartError(SERVICE, f"no PONG after {timeout_s:.0f}s ({last_error})", logs=paths.logs)
         time.sleep(0.2)
 
 

@@ -156,9 +156,7 @@ def _up(root: Path, st: State, topics: Mapping[str, int], *, install: bool, time
 
         redis_launched = False
         if not redis_alive:
-            st.redis = RedisState(
-                port=reuse_or_pick(st.redis.port if st.redis else None, exclude=taken, label="redis")
-            )
+            st.redis = RedisState(port=reuse_or_pick(st.redis.port if st.redis else None, exclude=taken, label="redis"))
             taken.add(st.redis.port)
             st.redis.pid = redis_server.launch(st.redis, rpaths, install=install)
             redis_launched = True
@@ -191,9 +189,7 @@ def _kafka_state(previous: KafkaState | None, paths: kafka_broker.KafkaPaths, ta
         log.info("kafka pid %s recorded but not running; starting afresh", previous.pid)
     port = reuse_or_pick(previous.port if previous else None, exclude=taken, label="kafka")
     taken.add(port)
-    cport = reuse_or_pick(
-        previous.controller_port if previous else None, exclude=taken, label="kafka controller"
-    )
+    cport = reuse_or_pick(previous.controller_port if previous else None, exclude=taken, label="kafka controller")
     taken.add(cport)
     cluster_id = (previous.cluster_id if previous else None) or kafka_broker.formatted_cluster_id(paths)
     return KafkaState(
@@ -252,9 +248,7 @@ def status(*, root: Path) -> dict[str, ServiceStatus]:
     st = state_file.load(root)
     result: dict[str, ServiceStatus] = {}
 
-    kafka_running = st.kafka is not None and kafka_broker.is_running(
-        st.kafka, kafka_broker.KafkaPaths.under(root)
-    )
+    kafka_running = st.kafka is not None and kafka_broker.is_running(st.kafka, kafka_broker.KafkaPaths.under(root))
     result[kafka_broker.SERVICE] = ServiceStatus(
         kafka_broker.SERVICE,
         kafka_running,

@@ -87,7 +87,9 @@ def load_analysis(settings: Settings) -> Analysis:
     return Analysis(modes=modes, default_mode=settings.mode.value)
 
 
-def make_batch_writer(database_url: str) -> Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]:
+def make_batch_writer(
+    database_url: str,
+) -> Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]:
     """An engine on the database, migrated to head, and the store's idempotent batch write."""
     from carspot.store.engine import create_engine_for
     from carspot.store.writer import AnalysisStore

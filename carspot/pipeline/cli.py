@@ -135,7 +135,9 @@ def ingest(
     s = _settings()
     posts = open_source(source, settings=s)
     producer = make_producer(
-        bootstrap=s.kafka_bootstrap, max_message_bytes=s.kafka_max_message_bytes, compression=s.kafka_compression
+        bootstrap=s.kafka_bootstrap,
+        max_message_bytes=s.kafka_max_message_bytes,
+        compression=s.kafka_compression,
     )
     emitter = SinkEmitter(
         posts=KafkaPostSink(producer=producer, topic=s.posts_topic),
@@ -183,7 +185,9 @@ def worker(
         raise typer.Exit(1)
     analysis = load_analysis(s)
     producer = make_producer(
-        bootstrap=s.kafka_bootstrap, max_message_bytes=s.kafka_max_message_bytes, compression=s.kafka_compression
+        bootstrap=s.kafka_bootstrap,
+        max_message_bytes=s.kafka_max_message_bytes,
+        compression=s.kafka_compression,
     )
     the_worker = Worker(
         source=KafkaPostSource(

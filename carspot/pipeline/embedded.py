@@ -168,4 +168,3 @@ def analyze_files(*, settings: Settings, paths: Sequence[Path]) -> list[dict[str
             }
         )
     return results
-

@@ -114,9 +114,7 @@ class KafkaPostSource:
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         try:
-            self._consumer.commit(
-                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
-            )
+            self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
         except CommitFailedError as exc:
             # The group rebalanced: the batch is already stored, and writes are idempotent, so the member
             # that now owns these partitions replaying it changes nothing.

@@ -53,9 +53,7 @@ class Settings(BaseSettings):
     kafka_max_message_bytes: Annotated[int, Field(ge=1 << 20)] = 16 << 20
     kafka_compression: str | None = "lz4"
 
-    database_url: SecretStr = Field(
-        default=SecretStr(""), description="SQLAlchemy URL; empty = SQLite under data_dir."
-    )
+    database_url: SecretStr = Field(default=SecretStr(""), description="SQLAlchemy URL; empty = SQLite under data_dir.")
     redis_url: SecretStr | None = Field(default=None, description="Redis for de-duplication; none = in memory.")
     redis_key_prefix: str = "carspot:"
     dedup_ttl_s: Annotated[int, Field(ge=60)] = 30 * 24 * 3600

@@ -133,7 +133,9 @@ class Worker:
         until: Callable[[], bool] | None = None,
     ) -> WorkerStats:
         """Process batches until stopped, ``max_messages`` handled, ``timeout_s`` elapsed, nothing has
-        arrived for ``idle_timeout_s`` (while ready), or ``until()`` is true. Always closes the source (leaving the group)."""
+        arrived for ``idle_timeout_s`` (while ready), or ``until()`` is true.
+
+        Always closes the source, which leaves the consumer group."""
         started = time.monotonic()
         last_message = started
         try:

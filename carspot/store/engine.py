@@ -29,9 +29,7 @@ def normalize_url(url: str | URL) -> URL:
     """Parse ``url``; a bare ``postgresql://`` means psycopg 3, the driver the project installs."""
     parsed = make_url(url)
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
-        raise ValueError(
-            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql:// URLs"
-        )
+        raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql:// URLs")
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
@@ -82,7 +80,5 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         flavour = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         if flavour not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
-            raise ValueError(
-                f"{SQLITE_BEGIN_OPTION} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {flavour!r}"
-            )
+            raise ValueError(f"{SQLITE_BEGIN_OPTION} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {flavour!r}")
         connection.exec_driver_sql(f"BEGIN {flavour}")

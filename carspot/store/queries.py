@@ -125,9 +125,7 @@ def _check_window(since: datetime, until: datetime) -> None:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
     if until <= since:
-        raise ValueError(
-            f"empty window: until ({until.isoformat()}) must be after since ({since.isoformat()})"
-        )
+        raise ValueError(f"empty window: until ({until.isoformat()}) must be after since ({since.isoformat()})")
 
 
 def _check_mode(mode: str | None) -> None:
@@ -177,9 +175,7 @@ def brand_share(
     return sorted(shares, key=lambda b: (-b.images, -b.top5_images, b.make))
 
 
-def recent_analyses(
-    session_or_engine: Bind, *, limit: int = 50, mode: str | None = None
-) -> list[RecentAnalysis]:
+def recent_analyses(session_or_engine: Bind, *, limit: int = 50, mode: str | None = None) -> list[RecentAnalysis]:
     """The latest analyses, newest first, with the image's top-5 and the latest post that showed it."""
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
@@ -211,9 +207,7 @@ def recent_analyses(
         shas = sorted({row[1] for row in found})
         brands: dict[int, list[BrandScore]] = {}
         brand_rows = s.execute(
-            select(
-                BrandPrediction.analysis_id, BrandPrediction.make, BrandPrediction.score, BrandPrediction.rank
-            )
+            select(BrandPrediction.analysis_id, BrandPrediction.make, BrandPrediction.score, BrandPrediction.rank)
             .where(BrandPrediction.analysis_id.in_(ids), BrandPrediction.region_index == IMAGE_REGION)
             .order_by(BrandPrediction.analysis_id, BrandPrediction.rank)
         )
@@ -292,9 +286,7 @@ def daily_counts(
     _check_mode(mode)
     post_day = _utc_day(Post.ingested_at)
     posts_stmt = (
-        select(post_day, func.count())
-        .where(Post.ingested_at >= since, Post.ingested_at < until)
-        .group_by(post_day)
+        select(post_day, func.count()).where(Post.ingested_at >= since, Post.ingested_at < until).group_by(post_day)
     )
     analysis_day = _utc_day(Analysis.analyzed_at)
     analyses_stmt = (

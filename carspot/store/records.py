@@ -95,9 +95,7 @@ class BrandScore:
         _check_text("BrandScore.make", self.make, optional=False)
         _check_unit_score(f"BrandScore({self.make!r})", self.score)
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or not 1 <= self.rank <= MAX_RANK:
-            raise ValueError(
-                f"BrandScore({self.make!r}): rank must be an int in 1..{MAX_RANK}, got {self.rank!r}"
-            )
+            raise ValueError(f"BrandScore({self.make!r}): rank must be an int in 1..{MAX_RANK}, got {self.rank!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,9 +133,7 @@ class Region(Base):
         CheckConstraint("score >= 0 AND score <= 1", name="score"),
     )
 
-    analysis_id: Mapped[int] = mapped_column(
-        BigIntId, ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
-    )
+    analysis_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True)
     region_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     x1: Mapped[float] = mapped_column(Float)
     y1: Mapped[float] = mapped_column(Float)
@@ -155,9 +153,7 @@ class BrandPrediction(Base):
         CheckConstraint("score >= 0 AND score <= 1", name="score"),
     )
 
-    analysis_id: Mapped[int] = mapped_column(
-        BigIntId, ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
-    )
+    analysis_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True)
     region_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     make: Mapped[str] = mapped_column(Text, index=True)

@@ -155,9 +155,7 @@ class AnalysisStore:
         if not posts:
             return 0
         table = _POSTS
-        stmt = (
-            self._insert(table).on_conflict_do_nothing(index_elements=["post_id"]).returning(table.c.post_id)
-        )
+        stmt = self._insert(table).on_conflict_do_nothing(index_elements=["post_id"]).returning(table.c.post_id)
         rows = [
             {
                 "post_id": p.post_id,
@@ -201,9 +199,9 @@ def _images(posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> 
     The same bytes cannot have two sizes: that is a bug upstream, refused before anything is written.
     """
     images: dict[str, dict[str, Any]] = {}
-    seen: list[tuple[str, int, int, datetime]] = [
-        (p.image_sha256, p.width, p.height, p.ingested_at) for p in posts
-    ] + [(a.image_sha256, a.width, a.height, a.analyzed_at) for a in analyses]
+    seen: list[tuple[str, int, int, datetime]] = [(p.image_sha256, p.width, p.height, p.ingested_at) for p in posts] + [
+        (a.image_sha256, a.width, a.height, a.analyzed_at) for a in analyses
+    ]
     for sha, width, height, at in seen:
         row = images.get(sha)
         if row is None:

@@ -41,6 +41,4 @@ def car_detector(yolo_weights: Path) -> YoloFastestV2Detector:
 @pytest.fixture(scope="session")
 def vehicle_detector(yolo_weights: Path) -> YoloFastestV2Detector:
     """Cars, trucks and buses."""
-    return load_yolo_fastest(
-        weights=yolo_weights, sha256=YOLO_FASTESTV2_SHA256, car_classes=("car", "truck", "bus")
-    )
+    return load_yolo_fastest(weights=yolo_weights, sha256=YOLO_FASTESTV2_SHA256, car_classes=("car", "truck", "bus"))

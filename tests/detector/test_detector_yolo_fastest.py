@@ -111,9 +111,7 @@ def test_detector_is_a_named_car_detector_and_deterministic(
     assert first.labels == second.labels
 
 
-def test_concurrent_calls_match_serial_calls(
-    car_detector: YoloFastestV2Detector, load_scene: LoadScene
-) -> None:
+def test_concurrent_calls_match_serial_calls(car_detector: YoloFastestV2Detector, load_scene: LoadScene) -> None:
     images = [load_scene(name) for name in ("times-square.png", "street-000004.jpg", "dog.jpg")] * 2
     serial = [car_detector(image) for image in images]
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -154,9 +152,7 @@ def test_sha256_mismatch_raises_model_integrity_error(yolo_weights: Path, tmp_pa
     data[len(data) // 2] ^= 0xFF
     corrupted.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError, match="sha256"):
-        load_yolo_fastest(
-            weights=corrupted, sha256=YOLO_FASTESTV2_SHA256, names=yolo_weights.with_name("coco.names")
-        )
+        load_yolo_fastest(weights=corrupted, sha256=YOLO_FASTESTV2_SHA256, names=yolo_weights.with_name("coco.names"))
 
 
 def test_missing_weights_raise_a_clear_error(tmp_path: Path) -> None:
@@ -209,9 +205,7 @@ def test_an_input_size_the_export_cannot_run_raises_model_format_error(yolo_weig
 def test_a_file_that_is_not_onnx_raises_model_format_error(yolo_weights: Path, tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")
     with pytest.raises(ModelFormatError):
-        load_yolo_fastest(
-            weights=tmp_path / "model.onnx", sha256=None, names=yolo_weights.with_name("coco.names")
-        )
+        load_yolo_fastest(weights=tmp_path / "model.onnx", sha256=None, names=yolo_weights.with_name("coco.names"))
 
 
 def test_importing_the_package_does_not_import_opencv() -> None:

@@ -143,9 +143,7 @@ def test_kafka_carries_a_large_message(running: Running) -> None:
 
 def test_postgres_accepts_a_query(running: Running) -> None:
     with psycopg.connect(_libpq(running.endpoints.database_url), connect_timeout=10) as conn:
-        row = conn.execute(
-            "SELECT current_user, current_database(), current_setting('listen_addresses')"
-        ).fetchone()
+        row = conn.execute("SELECT current_user, current_database(), current_setting('listen_addresses')").fetchone()
     assert row == ("carspot", "carspot", "127.0.0.1")
 
 

@@ -111,9 +111,7 @@ def isolated(services: Services, tmp_path: Path) -> Iterator[Isolated]:
     posts_topic, dlq_topic = f"it-{tag}.posts", f"it-{tag}.posts.dlq"
     admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
     big = {"max.message.bytes": str(16 << 20)}
-    admin.create_topics(
-        [NewTopic(posts_topic, 6, 1, topic_configs=big), NewTopic(dlq_topic, 1, 1, topic_configs=big)]
-    )
+    admin.create_topics([NewTopic(posts_topic, 6, 1, topic_configs=big), NewTopic(dlq_topic, 1, 1, topic_configs=big)])
     database_url = _create_database(services.database_url, f"it_{tag}")
     try:
         yield Isolated(services, posts_topic, dlq_topic, database_url, f"it-{tag}:", tmp_path / "data")

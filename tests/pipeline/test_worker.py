@@ -72,9 +72,7 @@ class RecordingWriter:
         self.analyses.extend(analyses)
 
 
-def make_worker(
-    queue: InProcessQueue, writer: RecordingWriter, dlq: MemoryDeadLetterSink, **kw: object
-) -> Worker:
+def make_worker(queue: InProcessQueue, writer: RecordingWriter, dlq: MemoryDeadLetterSink, **kw: object) -> Worker:
     return Worker(
         source=queue,
         dead_letters=dlq,

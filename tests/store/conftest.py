@@ -58,9 +58,7 @@ def _run(cmd: list[str]) -> str | None:
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=PG_START_TIMEOUT_S + 30, check=False
-        )
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PG_START_TIMEOUT_S + 30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{' '.join(cmd)}: {exc}"
     if done.returncode != 0:
@@ -99,9 +97,7 @@ def postgres_server_url() -> Iterator[URL]:
             pytrace=False,
         )
     try:
-        yield URL.create(
-            "postgresql+psycopg", username="postgres", host="127.0.0.1", port=port, database="postgres"
-        )
+        yield URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=port, database="postgres")
     finally:
         error = _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
         shutil.rmtree(root, ignore_errors=True)
@@ -119,9 +115,7 @@ def postgres_url(postgres_server_url: URL) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         admin.dispose()
-        pytest.fail(
-            f"cannot create a test database on {postgres_server_url.render_as_string()}: {exc}", pytrace=False
-        )
+        pytest.fail(f"cannot create a test database on {postgres_server_url.render_as_string()}: {exc}", pytrace=False)
     try:
         yield postgres_server_url.set(database=name).render_as_string(hide_password=False)
     finally:

@@ -19,9 +19,7 @@ def sha(name: str) -> str:
 
 def top(*makes: str) -> tuple[BrandScore, ...]:
     """A top-k with decreasing scores: ``top("bmw", "audi")`` has bmw at rank 1."""
-    return tuple(
-        BrandScore(make=make, score=round(0.9 - 0.15 * i, 2), rank=i + 1) for i, make in enumerate(makes)
-    )
+    return tuple(BrandScore(make=make, score=round(0.9 - 0.15 * i, 2), rank=i + 1) for i, make in enumerate(makes))
 
 
 def post(
@@ -46,9 +44,7 @@ def post(
     )
 
 
-def region(
-    index: int, *makes: str, box: tuple[float, float, float, float] = (10, 20, 200, 180)
-) -> RegionRecord:
+def region(index: int, *makes: str, box: tuple[float, float, float, float] = (10, 20, 200, 180)) -> RegionRecord:
     x1, y1, x2, y2 = box
     return RegionRecord(
         index=index, x1=x1, y1=y1, x2=x2, y2=y2, score=0.8, label="car", brands=top(*makes) if makes else ()

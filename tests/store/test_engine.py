@@ -76,9 +76,7 @@ def test_an_unreachable_postgresql_fails_the_tests_instead_of_skipping(tmp_path:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    env = os.environ | {
-        "CARSPOT_TEST_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed_port}/postgres"
-    }
+    env = os.environ | {"CARSPOT_TEST_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed_port}/postgres"}
     test = f"{Path(__file__).parent / 'test_migrations.py'}::test_migration_matches_the_models[postgresql]"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],

@@ -116,9 +116,7 @@ def test_daily_counts(data: Engine) -> None:
 
 
 def test_daily_counts_fill_empty_days_and_filter_by_mode(data: Engine) -> None:
-    days = daily_counts(
-        data, since=DAY1 - timedelta(days=1), until=DAY3 + timedelta(hours=1), mode="standard"
-    )
+    days = daily_counts(data, since=DAY1 - timedelta(days=1), until=DAY3 + timedelta(hours=1), mode="standard")
     assert days == [
         DailyCount(day=date(2025, 3, 9), posts=0, images_analyzed=0, cars=0),
         DailyCount(day=date(2025, 3, 10), posts=4, images_analyzed=1, cars=0),

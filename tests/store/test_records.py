@@ -110,9 +110,7 @@ def test_post_validation() -> None:
         dataclasses.replace(good, text="a\x00b")
     # Optional fields may be missing; any timezone is accepted.
     plus_two = timezone(timedelta(hours=2))
-    dataclasses.replace(
-        good, author=None, text=None, url=None, posted_at=None, ingested_at=T0.astimezone(plus_two)
-    )
+    dataclasses.replace(good, author=None, text=None, url=None, posted_at=None, ingested_at=T0.astimezone(plus_two))
 
 
 def test_analysis_validation() -> None:

@@ -66,9 +66,7 @@ def test_timestamps_come_back_as_the_same_instant_in_utc(engine: Engine) -> None
     p = dataclasses.replace(post("p1", "img"), ingested_at=T0.astimezone(plus_five), posted_at=None)
     AnalysisStore(engine).write_batch(posts=[p], analyses=[])
     with engine.connect() as conn:
-        ingested_at, stored_at, posted_at = conn.execute(
-            select(Post.ingested_at, Post.stored_at, Post.posted_at)
-        ).one()
+        ingested_at, stored_at, posted_at = conn.execute(select(Post.ingested_at, Post.stored_at, Post.posted_at)).one()
         first_seen = conn.execute(select(Image.first_seen_at)).scalar_one()
     assert ingested_at == T0 and ingested_at.utcoffset() == timedelta(0)
     assert first_seen == T0
@@ -148,9 +146,7 @@ def test_duplicates_inside_a_batch_keep_the_first(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(Post.text)).scalar_one() == "first"
         make = conn.execute(
-            select(BrandPrediction.make).where(
-                BrandPrediction.region_index == IMAGE_REGION, BrandPrediction.rank == 1
-            )
+            select(BrandPrediction.make).where(BrandPrediction.region_index == IMAGE_REGION, BrandPrediction.rank == 1)
         ).scalar_one()
         assert make == "bmw"
 

@@ -48,9 +48,7 @@ def upgrade() -> None:
         sa.Column("stored_at", _TS, server_default=sa.func.now(), nullable=False),
         sa.Column("image_sha256", sa.CHAR(64), nullable=False),
         sa.PrimaryKeyConstraint("post_id", name=op.f("pk_posts")),
-        sa.ForeignKeyConstraint(
-            ["image_sha256"], ["images.sha256"], name=op.f("fk_posts_image_sha256_images")
-        ),
+        sa.ForeignKeyConstraint(["image_sha256"], ["images.sha256"], name=op.f("fk_posts_image_sha256_images")),
     )
     op.create_index(op.f("ix_posts_ingested_at"), "posts", ["ingested_at"])
     op.create_index(op.f("ix_posts_image_sha256"), "posts", ["image_sha256"])
@@ -65,15 +63,11 @@ def upgrade() -> None:
         sa.Column("duration_ms", sa.Float(), nullable=False),
         sa.Column("region_count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_analyses")),
-        sa.ForeignKeyConstraint(
-            ["image_sha256"], ["images.sha256"], name=op.f("fk_analyses_image_sha256_images")
-        ),
+        sa.ForeignKeyConstraint(["image_sha256"], ["images.sha256"], name=op.f("fk_analyses_image_sha256_images")),
         sa.UniqueConstraint(
             "image_sha256", "mode", "model_version", name=op.f("uq_analyses_image_sha256_mode_model_version")
         ),
-        sa.CheckConstraint(
-            "mode IN ('standard', 'region-search', 'detector')", name=op.f("ck_analyses_mode")
-        ),
+        sa.CheckConstraint("mode IN ('standard', 'region-search', 'detector')", name=op.f("ck_analyses_mode")),
         sa.CheckConstraint("region_count >= 0", name=op.f("ck_analyses_region_count")),
         sa.CheckConstraint("duration_ms >= 0", name=op.f("ck_analyses_duration_ms")),
     )
