@@ -83,7 +83,10 @@ def services_up(
     except ServiceStartError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    _print_json(endpoints)
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(endpoints.database_url).render_as_string(hide_password=True)
+    _print_json({**_plain(endpoints), "database_url": shown, "env_file": str(s.services_dir / "services.env")})
 
 
 @services_app.command("down")

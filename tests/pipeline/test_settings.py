@@ -1,0 +1,51 @@
+"""Settings: one typed class, read from the environment and the services file, documented in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from carspot.pipeline.settings import AnalysisMode, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    documented = set(re.findall(r"`(CARSPOT_[A-Z0-9_]+)`", (REPO / "README.md").read_text()))
+    declared = {f"CARSPOT_{name.upper()}" for name in Settings.model_fields}
+    assert declared - documented == set(), "add these to the README's configuration table"
+
+
+def test_the_services_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = tmp_path / "data" / "services"
+    services.mkdir(parents=True)
+    (services / "services.env").write_text(
+        "CARSPOT_KAFKA_BOOTSTRAP=127.0.0.1:1234\nCARSPOT_DATABASE_URL=postgresql+psycopg://u:hunter2@127.0.0.1:5/db\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("CARSPOT_KAFKA_BOOTSTRAP", "CARSPOT_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CARSPOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CARSPOT_MODE", "detector")
+    settings = Settings.load()
+    assert settings.kafka_bootstrap == "127.0.0.1:1234"
+    assert settings.resolved_database_url.endswith("@127.0.0.1:5/db")
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+    assert settings.mode is AnalysisMode.DETECTOR
+
+    monkeypatch.setenv("CARSPOT_KAFKA_BOOTSTRAP", "127.0.0.2:9")
+    assert Settings.load().kafka_bootstrap == "127.0.0.2:9"
+
+
+def test_the_default_database_is_sqlite_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CARSPOT_DATABASE_URL", raising=False)
+    settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path.resolve()}/carspot.db"
+
+
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARSPOT_IMAGE_MAX_SIDE", "10")
+    with pytest.raises(ValueError, match="image_max_side"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
