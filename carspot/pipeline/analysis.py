@@ -1,4 +1,10 @@
-"""Composes the detector (and, later, the brand classifier) into the one analysis function the worker runs.
+"""Composes the detector and the brand classifier into the one analysis function the worker runs.
+
+Each mode is a composition of the same parts, none a copy of another:
+
+- ``standard``: the whole image → brand classifier → the image's top-5.
+- ``detector``: the detector's car boxes → the brand classifier on each box (one batch) → each region's top-5;
+  the image's top-5 = the 5 most confident makes over all its regions (as in the reference paper).
 
 Models are loaded once by the caller and passed in as callables; this module only turns their validated
 outputs into the store's records, so no framework type crosses a stage boundary.
@@ -7,18 +13,30 @@ outputs into the store's records, so no framework type crosses a stage boundary.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 
 from carspot.detector.detections import Detections
 from carspot.pipeline.message import Post
-from carspot.store.records import AnalysisRecord, RegionRecord
+from carspot.store.records import AnalysisRecord, BrandScore, RegionRecord
 
 CarDetector = Callable[[np.ndarray], Detections]
+TopK = list[tuple[str, float]]
 DETECTOR_ONLY_VERSION = "detector-only"
+TOP_K = 5
+
+
+class BrandClassifier(Protocol):
+    """What the analysis needs of a brand model: its version and batched top-k predictions."""
+
+    @property
+    def version(self) -> str: ...
+
+    def predict(self, crops: Sequence[np.ndarray], *, top_k: int = TOP_K) -> list[TopK]: ...
 
 
 class UnsupportedMode(ValueError):
@@ -27,8 +45,51 @@ class UnsupportedMode(ValueError):
     reason = "unsupported_mode"
 
 
-def regions_from(detections: Detections) -> tuple[RegionRecord, ...]:
-    """The detector's boxes as stored regions, most confident first."""
+def brand_scores(top: TopK) -> tuple[BrandScore, ...]:
+    """A classifier's top-k as ranked store records (scores clipped into [0, 1] against float noise)."""
+    ranked = sorted(top, key=lambda pair: -pair[1])[:TOP_K]
+    return tuple(
+        BrandScore(make=make, score=min(1.0, max(0.0, float(score))), rank=rank)
+        for rank, (make, score) in enumerate(ranked, start=1)
+    )
+
+
+def image_top_k(region_tops: Sequence[TopK], *, k: int = TOP_K) -> TopK:
+    """The ``k`` most confident makes over all regions, each make with its best score."""
+    best: dict[str, float] = {}
+    for top in region_tops:
+        for make, score in top:
+            best[make] = max(score, best.get(make, 0.0))
+    return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+
+
+def crop(image: np.ndarray, box: np.ndarray, *, margin: float = 0.05) -> np.ndarray:
+    """The box with a small margin of context, clipped to the image (Stanford crops include a little)."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
+    right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
+    return image[top : max(bottom, top + 1), left : max(right, left + 1)]
+
+
+@dataclass(frozen=True)
+class AnalysisParts:
+    regions: tuple[RegionRecord, ...]
+    brands: tuple[BrandScore, ...]
+    model_version: str
+
+
+@dataclass(frozen=True)
+class ModeRunner:
+    """One analysis mode: what it runs and the detector name stored with its results."""
+
+    run: Callable[[np.ndarray], AnalysisParts]
+    detector: str
+
+
+def regions_from(detections: Detections, tops: Sequence[TopK] | None = None) -> tuple[RegionRecord, ...]:
+    """The detector's boxes (with their top-5 makes when classified) as stored regions, most confident first."""
     order = np.argsort(-detections.confidence, kind="stable")
     return tuple(
         RegionRecord(
@@ -39,32 +100,39 @@ def regions_from(detections: Detections) -> tuple[RegionRecord, ...]:
             y2=float(detections.xyxy[i, 3]),
             score=float(detections.confidence[i]),
             label=detections.labels[i],
+            brands=brand_scores(tops[i]) if tops is not None else (),
         )
         for rank, i in enumerate(order)
     )
 
 
-@dataclass(frozen=True)
-class ModeRunner:
-    """One analysis mode: what it runs and the names stored with its results."""
-
-    run: Callable[[np.ndarray], AnalysisParts]
-    detector: str
-    model_version: str
+ClassifierSource = Callable[[], BrandClassifier]
+"""Returns the current classifier; a registry-backed source swaps in a newly promoted model."""
 
 
-@dataclass(frozen=True)
-class AnalysisParts:
-    regions: tuple[RegionRecord, ...]
+def detector_mode(*, detect: CarDetector, detector_name: str, classifier: ClassifierSource | None) -> ModeRunner:
+    """Car boxes from the detector; with a classifier, each box's top-5 and the image's top-5."""
+
+    def run(image: np.ndarray) -> AnalysisParts:
+        detections = detect(image)
+        if classifier is None:
+            return AnalysisParts(regions_from(detections), (), DETECTOR_ONLY_VERSION)
+        model = classifier()
+        tops = model.predict([crop(image, box) for box in detections.xyxy]) if len(detections) else []
+        return AnalysisParts(regions_from(detections, tops), brand_scores(image_top_k(tops)), model.version)
+
+    return ModeRunner(run=run, detector=detector_name)
 
 
-def detector_mode(*, detect: CarDetector, detector_name: str) -> ModeRunner:
-    """The detector's car regions; brands join when the classifier lands."""
-    return ModeRunner(
-        run=lambda image: AnalysisParts(regions=regions_from(detect(image))),
-        detector=detector_name,
-        model_version=DETECTOR_ONLY_VERSION,
-    )
+def standard_mode(*, classifier: ClassifierSource) -> ModeRunner:
+    """The whole image through the brand classifier (the reference paper's fast mode)."""
+
+    def run(image: np.ndarray) -> AnalysisParts:
+        model = classifier()
+        (top,) = model.predict([image])
+        return AnalysisParts((), brand_scores(top), model.version)
+
+    return ModeRunner(run=run, detector="none")
 
 
 class Analysis:
@@ -80,8 +148,15 @@ class Analysis:
     def default_mode(self) -> str:
         return self._default_mode
 
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(sorted(self._modes))
+
+    def mode_for(self, post: Post) -> str:
+        return post.mode or self._default_mode
+
     def __call__(self, post: Post, image: np.ndarray) -> AnalysisRecord:
-        mode = post.mode or self._default_mode
+        mode = self.mode_for(post)
         runner = self._modes.get(mode)
         if runner is None:
             raise UnsupportedMode(f"mode {mode!r} is not available (available: {sorted(self._modes)})")
@@ -93,9 +168,9 @@ class Analysis:
             height=post.height,
             mode=mode,
             detector=runner.detector,
-            model_version=runner.model_version,
+            model_version=parts.model_version,
             regions=parts.regions,
-            brands=(),
+            brands=parts.brands,
             analyzed_at=datetime.now(UTC),
             duration_ms=(time.perf_counter() - started) * 1000.0,
         )

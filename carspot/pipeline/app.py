@@ -78,7 +78,7 @@ def load_analysis(settings: Settings) -> Analysis:
         car_classes=settings.detector_car_classes,
         score_threshold=settings.detector_score_threshold,
     )
-    modes = {AnalysisMode.DETECTOR.value: detector_mode(detect=detector, detector_name=detector.name)}
+    modes = {AnalysisMode.DETECTOR.value: detector_mode(detect=detector, detector_name=detector.name, classifier=None)}
     if settings.mode.value not in modes:
         raise ConfigError(
             f"mode {settings.mode.value!r} needs the brand classifier, which this build does not have yet; "

@@ -1,0 +1,121 @@
+"""The analysis modes are compositions of the same parts: detector boxes, crops, the brand classifier."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from carspot.detector.detections import Detections
+from carspot.pipeline.analysis import (
+    Analysis,
+    UnsupportedMode,
+    crop,
+    detector_mode,
+    image_top_k,
+    standard_mode,
+)
+from carspot.pipeline.message import Post
+
+IMAGE = np.zeros((100, 200, 3), np.uint8)
+
+
+def post(mode: str | None = None) -> Post:
+    return Post(
+        post_id="p",
+        source="t",
+        ingested_at=datetime.now(UTC),
+        image_sha256=hashlib.sha256(b"x").hexdigest(),
+        width=200,
+        height=100,
+        image=b"x",
+        mode=mode,
+    )
+
+
+def two_cars(image: np.ndarray) -> Detections:
+    return Detections(
+        xyxy=np.array([[10, 10, 60, 50], [100, 20, 190, 90]], np.float32),
+        confidence=np.array([0.5, 0.9], np.float32),
+        class_id=np.array([2, 2], np.int32),
+        labels=("car", "car"),
+    )
+
+
+class SizeClassifier:
+    """A first-class fake: 'Big' for wide crops, 'Small' otherwise; records what it was given."""
+
+    version = "fake-1"
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[int, int]]] = []
+
+    def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        self.calls.append([c.shape[:2] for c in crops])
+        return [
+            [("Big", 0.7), ("Audi", 0.2), ("BMW", 0.1)] if c.shape[1] > 80 else [("Small", 0.6), ("Audi", 0.3)]
+            for c in crops
+        ][:top_k]
+
+
+def test_detector_mode_classifies_each_box_in_one_batch_and_ranks_the_image_top5() -> None:
+    model = SizeClassifier()
+    analysis = Analysis(
+        modes={"detector": detector_mode(detect=two_cars, detector_name="two", classifier=lambda: model)},
+        default_mode="detector",
+    )
+    record = analysis(post(), IMAGE)
+    assert len(model.calls) == 1 and len(model.calls[0]) == 2
+    assert [r.score for r in record.regions] == pytest.approx([0.9, 0.5])  # most confident region first
+    assert [b.make for b in record.regions[0].brands] == ["Big", "Audi", "BMW"]
+    assert [(b.make, b.rank) for b in record.brands] == [("Big", 1), ("Small", 2), ("Audi", 3), ("BMW", 4)]
+    assert record.brands[2].score == pytest.approx(0.3)  # a make's best score over the regions
+    assert record.model_version == "fake-1" and record.detector == "two" and record.mode == "detector"
+
+
+def test_detector_mode_without_cars_has_no_brands_and_does_not_call_the_classifier() -> None:
+    model = SizeClassifier()
+    runner = detector_mode(detect=lambda image: Detections.empty(), detector_name="none", classifier=lambda: model)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert record.regions == () and record.brands == () and model.calls == []
+
+
+def test_standard_mode_classifies_the_whole_image() -> None:
+    model = SizeClassifier()
+    analysis = Analysis(modes={"standard": standard_mode(classifier=lambda: model)}, default_mode="standard")
+    record = analysis(post(), IMAGE)
+    assert model.calls == [[(100, 200)]]
+    assert record.regions == () and [b.make for b in record.brands] == ["Big", "Audi", "BMW"]
+
+
+def test_a_post_can_ask_for_another_mode_and_an_unknown_mode_is_refused() -> None:
+    model = SizeClassifier()
+    analysis = Analysis(
+        modes={
+            "standard": standard_mode(classifier=lambda: model),
+            "detector": detector_mode(detect=two_cars, detector_name="two", classifier=lambda: model),
+        },
+        default_mode="detector",
+    )
+    assert analysis(post("standard"), IMAGE).mode == "standard"
+    with pytest.raises(UnsupportedMode) as refused:
+        analysis(post("region-search"), IMAGE)
+    assert refused.value.reason == "unsupported_mode"
+    with pytest.raises(UnsupportedMode):
+        Analysis(modes={}, default_mode="standard")
+
+
+def test_crop_adds_a_margin_and_stays_inside_the_image() -> None:
+    image = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3)
+    assert crop(image, np.array([10, 10, 60, 50])).shape[:2] == (44, 56)
+    assert crop(image, np.array([0, 0, 200, 100])).shape[:2] == (100, 200)
+    assert crop(image, np.array([199.5, 99.5, 200, 100])).shape[:2] == (1, 1)
+
+
+def test_image_top_k_keeps_each_makes_best_score() -> None:
+    tops = [[("A", 0.5), ("B", 0.4)], [("B", 0.9), ("C", 0.1)], []]
+    assert image_top_k(tops) == [("B", 0.9), ("A", 0.5), ("C", 0.1)]
+    assert image_top_k([]) == []
