@@ -8,14 +8,16 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
 from carspot.ingest.images import NormalizedImage, normalize_image
 from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
 from carspot.pipeline.analysis import Analysis, detector_mode
+from carspot.pipeline.message import Post
 from carspot.pipeline.settings import AnalysisMode, Settings
-from carspot.store.records import AnalysisRecord, PostRecord
+from carspot.pipeline.worker import BatchWriter, KnownImages
 
 log = logging.getLogger("carspot.pipeline.app")
 
@@ -87,12 +89,29 @@ def load_analysis(settings: Settings) -> Analysis:
     return Analysis(modes=modes, default_mode=settings.mode.value)
 
 
-def make_batch_writer(
-    database_url: str,
-) -> Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]:
-    """An engine on the database, migrated to head, and the store's idempotent batch write."""
+@dataclass(frozen=True)
+class StoreAccess:
+    """What the worker needs of the database: the idempotent batch write and the already-analysed check."""
+
+    write_batch: BatchWriter
+    known_images: KnownImages
+
+
+def open_store(database_url: str, *, mode_for: Callable[[Post], str]) -> StoreAccess:
+    """An engine on the (migrated) database and the two callables the worker is given."""
     from carspot.store.engine import create_engine_for
+    from carspot.store.queries import analysed_images
     from carspot.store.writer import AnalysisStore
 
-    store = AnalysisStore(create_engine_for(database_url))
-    return lambda posts, analyses: store.write_batch(posts=posts, analyses=analyses)
+    engine = create_engine_for(database_url)
+    store = AnalysisStore(engine)
+
+    def known_images(posts: Sequence[Post]) -> set[str]:
+        wanted = {post.post_id: (post.image_sha256, mode_for(post)) for post in posts}
+        found = analysed_images(engine, keys=set(wanted.values()))
+        return {post_id for post_id, key in wanted.items() if key in found}
+
+    return StoreAccess(
+        write_batch=lambda posts, analyses: store.write_batch(posts=posts, analyses=analyses),
+        known_images=known_images,
+    )

@@ -175,7 +175,7 @@ def worker(
 ) -> None:
     """Join the analyzers' consumer group: analyse posts and store the results in the database."""
     from carspot.ingest.images import decode_jpeg_rgb
-    from carspot.pipeline.app import load_analysis, make_batch_writer
+    from carspot.pipeline.app import load_analysis, open_store
     from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSource, make_producer
     from carspot.pipeline.lifecycle import install_stop_handlers
     from carspot.pipeline.worker import Worker
@@ -187,6 +187,7 @@ def worker(
         typer.echo("error: the database has no schema yet: run `carspot migrate` first", err=True)
         raise typer.Exit(1)
     analysis = load_analysis(s)
+    store = open_store(url, mode_for=analysis.mode_for)
     producer = make_producer(
         bootstrap=s.kafka_bootstrap,
         max_message_bytes=s.kafka_max_message_bytes,
@@ -203,7 +204,8 @@ def worker(
         dead_letters=KafkaDeadLetterSink(producer=producer, topic=s.dlq_topic),
         analyze=analysis,
         decode_image=decode_jpeg_rgb,
-        write_batch=make_batch_writer(url),
+        write_batch=store.write_batch,
+        known_images=store.known_images,
         batch_max_messages=s.batch_max_messages,
         batch_max_seconds=s.batch_max_seconds,
     )

@@ -19,7 +19,7 @@ from carspot.ingest.images import decode_jpeg_rgb
 from carspot.ingest.loop import IngestStats, run_ingest
 from carspot.pipeline.app import (
     load_analysis,
-    make_batch_writer,
+    open_store,
     make_deduplicator,
     make_normalizer,
     open_source,
@@ -68,6 +68,7 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
     url = embedded_database_url(settings)
     migrate(url)
     analysis = load_analysis(settings)
+    store = open_store(url, mode_for=analysis.mode_for)
     queue = InProcessQueue(topic=settings.posts_topic, capacity=2 * settings.batch_max_messages)
     dead_letters = FileDeadLetterSink(settings.data_dir / "dead-letters.jsonl")
     emitter = SinkEmitter(posts=queue, dead_letters=dead_letters)
@@ -76,7 +77,8 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
         dead_letters=dead_letters,
         analyze=analysis,
         decode_image=decode_jpeg_rgb,
-        write_batch=make_batch_writer(url),
+        write_batch=store.write_batch,
+        known_images=store.known_images,
         batch_max_messages=settings.batch_max_messages,
         batch_max_seconds=settings.batch_max_seconds,
         poll_timeout_s=0.2,

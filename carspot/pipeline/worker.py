@@ -31,6 +31,8 @@ log = logging.getLogger("carspot.pipeline.worker")
 Analyzer = Callable[[Post, np.ndarray], AnalysisRecord]
 ImageDecoder = Callable[[bytes], np.ndarray]
 BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
+KnownImages = Callable[[Sequence[Post]], set[str]]
+"""Given a batch's posts, the post ids whose picture already has an analysis in the mode they ask for."""
 
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 
@@ -42,6 +44,7 @@ class WorkerStats:
     messages: int = 0
     analyses: int = 0
     links: int = 0
+    already_analysed: int = 0  # replays, or pictures analysed before a model swap: linked, not re-analysed
     dead_letters: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     cars: int = 0
@@ -103,6 +106,7 @@ class Worker:
         batch_max_seconds: float = 5.0,
         poll_timeout_s: float = 1.0,
         write_attempts: int = 8,
+        known_images: KnownImages | None = None,
     ) -> None:
         self._source = source
         self._dead_letters = dead_letters
@@ -113,6 +117,7 @@ class Worker:
         self._batch_max_seconds = batch_max_seconds
         self._poll_timeout_s = poll_timeout_s
         self._write_attempts = write_attempts
+        self._known_images = known_images
         self._stopping = threading.Event()
         self.stats = WorkerStats()
 
@@ -181,31 +186,50 @@ class Worker:
     def _analyse(self, messages: Sequence[Incoming]) -> _Batch:
         batch = _Batch()
         deadline = time.monotonic() + self._batch_max_seconds
-        for index, message in enumerate(messages):
+        decoded: list[Post | DecodeError] = []
+        for message in messages:
+            try:
+                decoded.append(Post.decode(message.value))
+            except DecodeError as exc:
+                decoded.append(exc)
+        known = self._known([p for p in decoded if isinstance(p, Post) and not p.is_link])
+        for index, (message, post) in enumerate(zip(messages, decoded, strict=True)):
             where = (message.topic, message.partition)
             if index > 0 and (time.monotonic() >= deadline or where in batch.rewind):
                 batch.rewind.setdefault(where, message.offset)
                 continue
-            self._analyse_one(message, batch)
+            if isinstance(post, DecodeError):
+                batch.letters.append(_letter(message, reason="decode_error", detail=str(post)))
+            else:
+                self._analyse_one(message, post, batch, known=post.post_id in known)
             batch.next_offsets[where] = message.offset + 1
             self.stats.messages += 1
         return batch
 
-    def _analyse_one(self, message: Incoming, batch: _Batch) -> None:
-        try:
-            post = Post.decode(message.value)
-        except DecodeError as exc:
-            batch.letters.append(_letter(message, reason="decode_error", detail=str(exc)))
-            return
+    def _known(self, posts: Sequence[Post]) -> set[str]:
+        if self._known_images is None or not posts:
+            return set()
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            wait=wait_exponential_jitter(initial=0.2, max=10.0),
+            stop=stop_after_attempt(self._write_attempts),
+            reraise=True,
+        ):
+            with attempt:
+                return self._known_images(posts)
+        raise AssertionError("unreachable: tenacity re-raises")
+
+    def _analyse_one(self, message: Incoming, post: Post, batch: _Batch, *, known: bool) -> None:
         try:
             record = post_record(post)
         except ValueError as exc:  # e.g. text the database cannot hold
             batch.letters.append(_letter(message, reason="invalid_post", detail=str(exc), post=post))
             return
         batch.originals[post.post_id] = message
-        if post.is_link:
+        if post.is_link or known:
             batch.posts.append(record)
-            self.stats.links += 1
+            self.stats.links += post.is_link
+            self.stats.already_analysed += known
             return
         t0 = time.perf_counter()
         try:

@@ -8,7 +8,7 @@ in the window (several modes, or a re-analysis by a newer model), its latest one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -331,3 +331,17 @@ def posts_without_analysis(session_or_engine: Bind, *, mode: str) -> int:
     stmt = select(func.count()).select_from(Post).where(~analysed)
     with _session(session_or_engine) as s:
         return int(s.execute(stmt).scalar_one())
+
+
+def analysed_images(session_or_engine: Bind, *, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (image sha256, mode) pairs already have an analysis, by any model version.
+
+    The worker asks before analysing a batch: a replayed message, or one that arrives after a model swap, is
+    then linked to the existing analysis instead of being analysed (and stored) a second time."""
+    if not keys:
+        return set()
+    shas = sorted({sha for sha, _mode in keys})
+    stmt = select(Analysis.image_sha256, Analysis.mode).where(Analysis.image_sha256.in_(shas)).distinct()
+    with _session(session_or_engine) as s:
+        found = {(str(sha), str(mode)) for sha, mode in s.execute(stmt)}
+    return found & set(keys)

@@ -43,6 +43,7 @@ def test_run_on_scenes_with_bad_files_stores_every_good_image_and_dead_letters_t
 
     again = run_embedded(settings=settings, source=f"folder:{folder}")  # the same folder again
     assert again.ingest.seen == 11
+    assert again.worker.analyses == 0 and again.worker.already_analysed == 8  # linked, not re-analysed
     assert table_counts(again.database) == {"posts": 9, "analyses": 8, "regions": summary.worker.cars}
 
 

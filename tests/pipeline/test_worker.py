@@ -228,3 +228,20 @@ def test_max_messages_bounds_the_run() -> None:
     writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
     stats = make_worker(queue, writer, dlq).run(max_messages=3)
     assert stats.messages == 3 and len(writer.posts) == 3
+
+
+def test_a_picture_already_analysed_is_linked_not_analysed_again() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(4)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    asked: list[list[str]] = []
+
+    def known(posts: Sequence[Post]) -> set[str]:
+        asked.append([p.post_id for p in posts])
+        return {"p1", "p3"}
+
+    stats = make_worker(queue, writer, dlq, known_images=known).run(until=lambda: queue.drained)
+    assert asked == [["p0", "p1", "p2", "p3"]]  # one question per batch
+    assert [p.post_id for p in writer.posts] == ["p0", "p1", "p2", "p3"]
+    assert [a.image_sha256 for a in writer.analyses] == [post(0).image_sha256, post(2).image_sha256]
+    assert stats.analyses == 2 and stats.already_analysed == 2

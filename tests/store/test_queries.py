@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from carspot.store.queries import (
+    analysed_images,
     BrandShare,
     Counts,
     DailyCount,
@@ -173,3 +174,9 @@ def test_bad_arguments_are_refused(engine: Engine) -> None:
         posts_without_analysis(engine, mode="fast")
     with pytest.raises(ValueError, match="limit"):
         recent_analyses(engine, limit=0)
+
+
+def test_analysed_images_answers_by_image_and_mode_whatever_the_model_version(data: Engine) -> None:
+    asked = {(sha("A"), "region-search"), (sha("A"), "standard"), (sha("D"), "standard"), (sha("E"), "detector")}
+    assert analysed_images(data, keys=asked) == {(sha("A"), "region-search"), (sha("D"), "standard")}
+    assert analysed_images(data, keys=set()) == set()
