@@ -124,18 +124,58 @@ def migrate() -> None:
 # --- ingest ---------------------------------------------------------------------------------------------
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Argument(help="folder:PATH or jsonl:PATH")],
+    source: Annotated[
+        str, typer.Argument(help="folder:PATH, jsonl:PATH, x (X/Twitter API v2) or http (push endpoint)")
+    ],
     max_posts: Annotated[int | None, typer.Option(help="Stop after this many posts.")] = None,
     mode: Annotated[str | None, typer.Option(help="Ask the workers for this analysis mode.")] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="x: filtered-stream rules file, synced before streaming (adds, removes).")
+    ] = None,
+    x_mode: Annotated[str | None, typer.Option(help="x: stream (default) or search (recent-search polling).")] = None,
+    query: Annotated[str | None, typer.Option(help="x, search mode: the search query (default: each rule).")] = None,
+    sync_rules_only: Annotated[bool, typer.Option(help="x: sync the stream rules and exit.")] = False,
+    host: Annotated[str | None, typer.Option(help="http: address to listen on (CARSPOT_HTTP_PUSH_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="http: port to listen on (CARSPOT_HTTP_PUSH_PORT).")] = None,
 ) -> None:
     """Read posts from a source, normalise and de-duplicate their images, and produce them to Kafka."""
+    from carspot.pipeline.app import ConfigError
+
+    s = _settings()
+    try:
+        if source == "x":
+            from carspot.pipeline.ingest_x import run_x_ingest, summary_json
+
+            summary = run_x_ingest(
+                s,
+                rules_file=rules,
+                mode=x_mode,
+                query=query,
+                max_posts=max_posts,
+                sync_only=sync_rules_only,
+                analysis_mode=mode,
+            )
+            _print_json(summary_json(summary))
+            return
+        if source == "http":
+            from carspot.pipeline.ingest_http import serve_http_push
+
+            serve_http_push(s, host=host, port=port, mode=mode)
+            return
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _ingest_files(s, source, max_posts=max_posts, mode=mode)
+
+
+def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str | None) -> None:
     from carspot.ingest.loop import run_ingest
     from carspot.pipeline.app import make_deduplicator, make_normalizer, open_source
+    from carspot.pipeline.ingest_http import make_near_duplicates
     from carspot.pipeline.ingesting import SinkEmitter
     from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSink, make_producer
     from carspot.pipeline.lifecycle import install_stop_handlers
 
-    s = _settings()
     posts = open_source(source, settings=s)
     producer = make_producer(
         bootstrap=s.kafka_bootstrap,
@@ -156,6 +196,7 @@ def ingest(
             reject=emitter.reject,
             dedup=make_deduplicator(s),
             normalize=make_normalizer(s),
+            near_duplicates=make_near_duplicates(s),
             max_posts=max_posts,
             should_stop=stopping.is_set,
             max_dlq_bytes=s.dlq_max_original_bytes,
@@ -237,6 +278,59 @@ def analyze(images: Annotated[list[Path], typer.Argument(help="Local image files
     from carspot.pipeline.embedded import analyze_files
 
     _print_json(analyze_files(settings=_settings(), paths=images))
+
+
+# --- dashboards -----------------------------------------------------------------------------------------
+report_app = typer.Typer(help="Reports for analysts.")
+app.add_typer(report_app, name="report")
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    refresh: Annotated[int, typer.Option(help="Live feed refresh, seconds.")] = 10,
+) -> None:
+    """Serve the web dashboard: brand share, daily trend, live feed, weekly report downloads."""
+    from carspot.dashboards.web import serve
+    from carspot.store.engine import create_engine_for
+
+    engine = create_engine_for(_settings().resolved_database_url)
+    try:
+        serve(engine=engine, host=host, port=port, refresh_seconds=refresh)
+    finally:
+        engine.dispose()
+
+
+@report_app.command("weekly")
+def report_weekly(
+    week: Annotated[str | None, typer.Option(help="ISO week, e.g. 2026-W47; default: the last complete week.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Only analyses of this mode.")] = None,
+) -> None:
+    """The weekly brand report: per make images, share and top-5 mentions, per-day counts, totals."""
+    from datetime import UTC, datetime
+
+    from carspot.dashboards.report import ReportError, weekly_report
+    from carspot.store.engine import create_engine_for
+
+    if output_format not in ("csv", "json"):
+        raise typer.BadParameter("--format must be csv or json")
+    engine = create_engine_for(_settings().resolved_database_url)
+    try:
+        report = weekly_report(engine, week=week, now=datetime.now(UTC), mode=mode)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    text = report.to_csv() if output_format == "csv" else report.to_json()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
 
 
 def main() -> None:

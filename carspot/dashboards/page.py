@@ -1,0 +1,393 @@
+"""The dashboard page, rendered on the server as one self-contained HTML document.
+
+No template engine and no external asset: inline CSS, server-drawn SVG, and a small inline script (allowed by
+a per-request CSP nonce) that refreshes the live feed from ``api/recent``. Every value that comes from a post
+or a model (authors, post text, URLs, makes) goes through :func:`html.escape`; links are only made from
+``http(s)`` URLs. The script builds feed rows with ``textContent``, never ``innerHTML``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+from typing import Final
+from urllib.parse import urlsplit
+
+from carspot.dashboards.charts import CARS_COLOUR, IMAGES_COLOUR, POSTS_COLOUR, trend_svg
+from carspot.store.queries import BrandShare, Counts, DailyCount, RecentAnalysis
+
+MAX_SHARE_ROWS: Final = 12
+TEXT_SNIPPET: Final = 120
+SHA_PREFIX: Final = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A dashboard time window: brand share and the headline figures cover ``span`` up to now."""
+
+    key: str
+    label: str
+    span: timedelta
+    trend_days: int
+
+
+WINDOWS: Final = {
+    w.key: w
+    for w in (
+        Window("24h", "Last 24 hours", timedelta(hours=24), 7),
+        Window("7d", "Last 7 days", timedelta(days=7), 14),
+        Window("30d", "Last 30 days", timedelta(days=30), 30),
+    )
+}
+DEFAULT_WINDOW: Final = "7d"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardView:
+    """Everything the page shows, fetched beforehand (rendering does no I/O)."""
+
+    title: str
+    now: datetime
+    window: Window
+    totals: Counts
+    window_days: Sequence[DailyCount]
+    shares: Sequence[BrandShare]
+    trend: Sequence[DailyCount]
+    recent: Sequence[RecentAnalysis]
+    feed_limit: int
+    refresh_seconds: int
+    report_week: str
+    nonce: str
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL (so never ``javascript:``), else ``None``."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def snippet(text: str | None, limit: int = TEXT_SNIPPET) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _kpi(label: str, value: str, sub: str, accent: str) -> str:
+    return (
+        f'<div class="kpi" style="--accent:{accent}"><div class="kpi-label">{escape(label)}</div>'
+        f'<div class="kpi-value">{escape(value)}</div><div class="kpi-sub">{escape(sub)}</div></div>'
+    )
+
+
+def _kpis(view: DashboardView) -> str:
+    posts = sum(d.posts for d in view.window_days)
+    images = sum(d.images_analyzed for d in view.window_days)
+    cars = sum(d.cars for d in view.window_days)
+    branded = sum(s.images for s in view.shares)
+    per_image = f"{cars / images:.2f} cars per image" if images else "no images analysed yet"
+    branded_sub = f"{_pct(branded / images)} of images analysed" if images and branded else "awaiting brand classifier"
+    label = view.window.label.lower()
+    return (
+        '<section class="kpis">'
+        + _kpi("Posts ingested", _n(posts), label, POSTS_COLOUR)
+        + _kpi("Images analysed", _n(images), label, IMAGES_COLOUR)
+        + _kpi("Cars detected", _n(cars), per_image, CARS_COLOUR)
+        + _kpi("Images with a brand", _n(branded), branded_sub, "#10b981")
+        + "</section>"
+    )
+
+
+def _share_section(view: DashboardView) -> str:
+    head = (
+        '<section class="card"><div class="card-head"><h2>Brand share</h2>'
+        f'<span class="muted">{escape(view.window.label)}</span></div>'
+    )
+    if not view.shares:
+        return (
+            head + '<div class="empty"><strong>No brand predictions in this window yet.</strong> '
+            "Brand share appears as soon as the brand classifier labels images; until then the cars detected "
+            "and images analysed are counted above and charted below.</div></section>"
+        )
+    total = sum(s.images for s in view.shares)
+    leader = max(s.images for s in view.shares) or 1
+    rows = []
+    for i, s in enumerate(view.shares[:MAX_SHARE_ROWS], start=1):
+        width = 100 * s.images / leader
+        mention = s.top5_images / total if total else 0.0
+        rows.append(
+            f'<tr><td class="rank">{i}</td><td class="make">{escape(s.make)}</td>'
+            f'<td class="barcell"><div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
+            f'<td class="num strong">{_pct(s.share)}</td><td class="num">{_n(s.images)}</td>'
+            f'<td class="num">{_n(s.top5_images)} <span class="muted">({_pct(mention)})</span></td></tr>'
+        )
+    more = len(view.shares) - MAX_SHARE_ROWS
+    foot = (
+        f'<p class="note">{more} more make{"s" if more != 1 else ""} in the JSON API and the weekly report.</p>'
+        if more > 0
+        else ""
+    )
+    return (
+        head + '<table class="share"><thead><tr><th></th><th>Make</th><th></th><th class="num">Share</th>'
+        '<th class="num">Images (rank 1)</th><th class="num">Top-5 mentions</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+        + foot
+        + f'<p class="note">Share of the {_n(total)} images with a brand, by their most confident brand. '
+        "Top-5 mentions: images whose five most likely brands include the make.</p></section>"
+    )
+
+
+def _trend_section(view: DashboardView) -> str:
+    days = view.trend
+    label = f"Daily activity, last {len(days)} days (UTC, today so far)"
+    legend = "".join(
+        f'<span class="legend-item"><i style="background:{c}"></i>{escape(n)}</span>'
+        for n, c in (("Posts", POSTS_COLOUR), ("Images analysed", IMAGES_COLOUR), ("Cars detected", CARS_COLOUR))
+    )
+    rows = "".join(
+        f'<tr><td>{d.day.isoformat()}</td><td class="num">{_n(d.posts)}</td>'
+        f'<td class="num">{_n(d.images_analyzed)}</td><td class="num">{_n(d.cars)}</td></tr>'
+        for d in reversed(days)
+    )
+    return (
+        f'<section class="card"><div class="card-head"><h2>Daily trend</h2><span class="muted">{escape(label)}'
+        f'</span></div><div class="legend">{legend}</div>{trend_svg(days, label=label)}'
+        '<details><summary>Show as table</summary><table class="days"><thead><tr><th>Day</th>'
+        '<th class="num">Posts</th><th class="num">Images analysed</th><th class="num">Cars</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></details></section>"
+    )
+
+
+def _brand_chips(a: RecentAnalysis) -> str:
+    if not a.brands:
+        return '<span class="muted">no brand yet</span>'
+    return "".join(
+        f'<span class="chip{" first" if b.rank == 1 else ""}">{escape(b.make)} <b>{round(100 * b.score)}%</b></span>'
+        for b in sorted(a.brands, key=lambda b: b.rank)
+    )
+
+
+def feed_row(a: RecentAnalysis) -> str:
+    """One live-feed row; the inline script builds the same structure from ``/api/recent``."""
+    post = a.latest_post
+    if post is None:
+        who = '<span class="muted">no post</span>'
+        meta = ""
+        text = ""
+    else:
+        author = escape(post.author or "unknown author")
+        link = safe_url(post.url)
+        who = f'<a href="{escape(link)}" rel="noopener noreferrer nofollow">{author}</a>' if link else author
+        posts = f" · {a.post_count} posts" if a.post_count > 1 else ""
+        meta = f'<div class="sub">{escape(post.source)}{posts}</div>'
+        text = f'<div class="sub text">{escape(snippet(post.text))}</div>' if post.text else ""
+    return (
+        f'<tr><td class="mono nowrap">{a.analyzed_at.strftime("%Y-%m-%d %H:%M:%S")}</td>'
+        f'<td><code title="{escape(a.image_sha256)}">{escape(a.image_sha256[:SHA_PREFIX])}</code>'
+        f'<div class="sub">{a.width}×{a.height} · {escape(a.mode)}</div></td>'
+        f'<td class="post"><div class="who">{who}</div>{meta}{text}</td>'
+        f'<td class="num strong">{a.region_count}</td><td class="brands">{_brand_chips(a)}</td></tr>'
+    )
+
+
+def _feed_section(view: DashboardView) -> str:
+    rows = "".join(feed_row(a) for a in view.recent) or _EMPTY_FEED
+    return (
+        '<section class="card"><div class="card-head"><h2>Live feed</h2>'
+        f'<span id="feed-status" class="live ok">Live · refreshes every {view.refresh_seconds} s</span></div>'
+        '<table class="feed"><thead><tr><th>Analysed (UTC)</th><th>Image</th><th>Post</th>'
+        '<th class="num">Cars</th><th>Top-5 brands</th></tr></thead>'
+        f'<tbody id="feed-body" data-src="api/recent?limit={view.feed_limit}" '
+        f'data-refresh="{view.refresh_seconds}">{rows}</tbody></table></section>'
+    )
+
+
+_EMPTY_FEED: Final = (
+    '<tr><td colspan="5" class="empty">No analyses yet: images appear here as they are analysed.</td></tr>'
+)
+
+
+def render_dashboard(view: DashboardView) -> str:
+    """The whole page."""
+    tabs = "".join(
+        f'<a href="?window={w.key}" class="{"active" if w.key == view.window.key else ""}">{escape(w.label)}</a>'
+        for w in WINDOWS.values()
+    )
+    t = view.totals
+    week = escape(view.report_week)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(view.title)} · brand dashboard</title>
+<style>{_CSS}</style></head>
+<body><header class="top"><div class="wrap top-inner"><div><h1>{escape(view.title)}</h1>
+<div class="tagline">Car brands in social-media images</div></div>
+<nav class="tabs" aria-label="Time window">{tabs}</nav></div></header>
+<main class="wrap">
+{_kpis(view)}
+<p class="alltime">All time: {_n(t.posts)} posts · {_n(t.images)} images · {_n(t.analyses)} analyses ·
+{_n(t.regions)} car regions</p>
+{_share_section(view)}
+{_trend_section(view)}
+{_feed_section(view)}
+<footer><span>Weekly report for {week}: <a href="reports/weekly.csv?week={week}">CSV</a> ·
+<a href="reports/weekly.json?week={week}">JSON</a></span>
+<span>Page generated {view.now.strftime("%Y-%m-%d %H:%M")} UTC · <a href="openapi.json">API schema</a></span></footer>
+</main>
+<script nonce="{escape(view.nonce)}">{_SCRIPT}</script>
+</body></html>
+"""
+
+
+_CSS: Final = """
+*{box-sizing:border-box}
+body{margin:0;background:#f4f6fa;color:#1f2937;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
+"Helvetica Neue",Arial,sans-serif}
+a{color:#4f46e5;text-decoration:none}a:hover{text-decoration:underline}
+.wrap{max-width:1200px;margin:0 auto;padding:0 24px}
+.top{background:#111827;color:#f9fafb;margin-bottom:20px}
+.top-inner{display:flex;align-items:center;justify-content:space-between;padding-top:14px;padding-bottom:14px}
+h1{margin:0;font-size:20px;letter-spacing:.2px}.tagline{color:#9ca3af;font-size:13px}
+.tabs{display:flex;background:#1f2937;border-radius:8px;padding:3px}
+.tabs a{color:#d1d5db;padding:6px 14px;border-radius:6px;font-size:13px}
+.tabs a.active{background:#f9fafb;color:#111827;font-weight:600}.tabs a:hover{text-decoration:none}
+.kpis{display:grid;grid-template-columns:repeat(4,1fr);gap:16px}
+.kpi{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:14px 16px;
+border-top:3px solid var(--accent)}
+.kpi-label{color:#6b7280;font-size:12px;text-transform:uppercase;letter-spacing:.6px}
+.kpi-value{font-size:28px;font-weight:650;margin:2px 0;font-variant-numeric:tabular-nums}
+.kpi-sub{color:#6b7280;font-size:12px}
+.alltime{color:#6b7280;font-size:12px;margin:10px 2px 18px}
+.card{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:16px 18px;margin-bottom:18px}
+.card-head{display:flex;align-items:baseline;justify-content:space-between;margin-bottom:10px}
+h2{font-size:16px;margin:0}
+.muted{color:#6b7280}.note{color:#6b7280;font-size:12px;margin:10px 0 0}
+.empty{color:#4b5563;background:#f9fafb;border:1px dashed #d1d5db;border-radius:8px;padding:16px;
+text-align:center}
+table{width:100%;border-collapse:collapse}
+th{font-size:11px;text-transform:uppercase;letter-spacing:.5px;color:#6b7280;font-weight:600;text-align:left;
+padding:6px 8px;border-bottom:1px solid #e5e7eb}
+td{padding:7px 8px;border-bottom:1px solid #f1f3f6;vertical-align:top}
+tbody tr:last-child td{border-bottom:none}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.strong{font-weight:600}
+.rank{color:#9ca3af;width:28px}.make{font-weight:600;white-space:nowrap}
+.share td{vertical-align:middle}.barcell{width:42%}
+.bar{background:#eef2ff;border-radius:4px;height:12px;overflow:hidden}
+.bar span{display:block;height:100%;background:linear-gradient(90deg,#6366f1,#4f46e5);border-radius:4px}
+.legend{display:flex;gap:18px;font-size:12px;color:#4b5563;margin-bottom:4px}
+.legend-item i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
+.chart{width:100%;height:auto;display:block}
+.chart .grid{stroke:#eef0f4;stroke-width:1}.chart .grid.base{stroke:#cbd5e1}
+.chart .tick{fill:#6b7280;font-size:11px}.chart .hover{fill:transparent}.chart g:hover .hover{fill:#f3f4f6}
+.chart circle,.chart polyline{pointer-events:none}
+details{margin-top:8px;font-size:13px}summary{cursor:pointer;color:#4f46e5}
+.days{max-width:560px;margin-top:6px}
+.feed td{font-size:13px}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+code{background:#f3f4f6;padding:1px 5px;border-radius:4px;font-size:12px}.nowrap{white-space:nowrap}
+.sub{color:#6b7280;font-size:12px}.text{max-width:360px;overflow-wrap:anywhere}
+.who{font-weight:600;overflow-wrap:anywhere}.post{max-width:380px}
+.brands{max-width:380px}
+.chip{display:inline-block;background:#f3f4f6;border-radius:999px;padding:1px 9px;margin:0 4px 4px 0;
+font-size:12px;white-space:nowrap}.chip b{font-weight:600;color:#6b7280}
+.chip.first{background:#eef2ff;color:#3730a3}.chip.first b{color:#4f46e5}
+.live{font-size:12px}.live:before{content:"";display:inline-block;width:8px;height:8px;border-radius:50%;
+margin-right:6px;background:#9ca3af}
+.live.ok:before{background:#10b981}.live.down:before{background:#ef4444}
+footer{display:flex;justify-content:space-between;color:#6b7280;font-size:12px;padding:4px 2px 28px}
+@media (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.barcell{width:30%}}
+"""
+
+_SCRIPT: Final = """
+(function () {
+  "use strict";
+  var body = document.getElementById("feed-body");
+  var status = document.getElementById("feed-status");
+  if (!body || !window.fetch) { return; }
+  var every = Math.max(2, Number(body.dataset.refresh) || 10) * 1000;
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined && text !== null) { e.textContent = String(text); }
+    return e;
+  }
+  function safeUrl(u) {
+    try { var p = new URL(u); return (p.protocol === "http:" || p.protocol === "https:") ? p.href : null; }
+    catch (err) { return null; }
+  }
+  function snippet(t) {
+    var flat = String(t || "").split(/\\s+/).join(" ").trim();
+    return flat.length <= 120 ? flat : flat.slice(0, 119).trimEnd() + "\\u2026";
+  }
+  function row(a) {
+    var tr = el("tr");
+    tr.appendChild(el("td", "mono nowrap", String(a.analyzed_at).slice(0, 19).replace("T", " ")));
+    var img = el("td");
+    var code = el("code", "", a.image_sha256.slice(0, 12));
+    code.title = a.image_sha256;
+    img.appendChild(code);
+    img.appendChild(el("div", "sub", a.width + "\\u00d7" + a.height + " \\u00b7 " + a.mode));
+    tr.appendChild(img);
+    var post = el("td", "post");
+    var who = el("div", "who");
+    if (!a.post) {
+      who.appendChild(el("span", "muted", "no post"));
+      post.appendChild(who);
+    } else {
+      var name = a.post.author || "unknown author";
+      var link = safeUrl(a.post.url);
+      if (link) {
+        var anchor = el("a", "", name);
+        anchor.href = link;
+        anchor.rel = "noopener noreferrer nofollow";
+        who.appendChild(anchor);
+      } else { who.textContent = name; }
+      post.appendChild(who);
+      var many = a.post_count > 1 ? " \\u00b7 " + a.post_count + " posts" : "";
+      post.appendChild(el("div", "sub", a.post.source + many));
+      if (a.post.text) { post.appendChild(el("div", "sub text", snippet(a.post.text))); }
+    }
+    tr.appendChild(post);
+    tr.appendChild(el("td", "num strong", a.cars));
+    var brands = el("td", "brands");
+    if (!a.brands.length) { brands.appendChild(el("span", "muted", "no brand yet")); }
+    a.brands.forEach(function (b) {
+      var chip = el("span", b.rank === 1 ? "chip first" : "chip", b.make + " ");
+      chip.appendChild(el("b", "", Math.round(100 * b.score) + "%"));
+      brands.appendChild(chip);
+    });
+    tr.appendChild(brands);
+    return tr;
+  }
+  function refresh() {
+    if (document.hidden) { return; }
+    fetch(body.dataset.src, { headers: { "Accept": "application/json" }, cache: "no-store" })
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(function (data) {
+        if (data.items.length) { body.replaceChildren.apply(body, data.items.map(row)); }
+        else {
+          var tr = el("tr"); var td = el("td", "empty", "No analyses yet: images appear here as they are analysed.");
+          td.colSpan = 5; tr.appendChild(td); body.replaceChildren(tr);
+        }
+        status.className = "live ok";
+        status.textContent = "Live \\u00b7 updated " + new Date().toISOString().slice(11, 19) + " UTC";
+      })
+      .catch(function () { status.className = "live down"; status.textContent = "Reconnecting\\u2026"; });
+  }
+  window.setInterval(refresh, every);
+})();
+"""

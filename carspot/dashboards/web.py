@@ -1,0 +1,337 @@
+"""The web dashboard and its JSON API, as a FastAPI app over the store's read queries.
+
+Routes::
+
+    GET /                          the dashboard page (?window=24h|7d|30d)
+    GET /api/summary               row counts and the last 24 hours
+    GET /api/brand-share           ?since=&until=&mode=   (default: the last 7 days)
+    GET /api/daily                 ?since=&until=&mode=   (default: the last 7 UTC days)
+    GET /api/recent                ?limit=                (1..200; larger values are capped)
+    GET /reports/weekly.csv|.json  ?week=2026-W47&mode=   (default: the last complete ISO week)
+    GET /healthz                   SELECT 1 on the database: 200, or 503 when it cannot be reached
+
+Times are ISO 8601 with a timezone (``2026-11-16T00:00:00Z``) or plain dates (UTC midnight); windows are
+half-open ``[since, until)``. A database that cannot be reached answers 503, not 500. The app only reads;
+the caller owns the Engine (and disposes of it).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Final, Literal
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from starlette.middleware.base import RequestResponseEndpoint
+
+from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
+from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
+from carspot.store.queries import BrandShare, DailyCount, RecentAnalysis, brand_share, counts, daily_counts
+from carspot.store.queries import recent_analyses as query_recent
+
+log = logging.getLogger("carspot.dashboards.web")
+
+Mode = Literal["standard", "region-search", "detector"]
+MAX_RECENT: Final = 200
+DEFAULT_RECENT: Final = 20
+FEED_ROWS: Final = 20
+MAX_WINDOW: Final = timedelta(days=366)
+DEFAULT_API_WINDOW: Final = timedelta(days=7)
+
+_SECURITY_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    *,
+    engine: Engine,
+    title: str = "CarSpot",
+    refresh_seconds: int = 10,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The dashboard app reading from ``engine``; ``clock`` (timezone-aware) is injectable for tests."""
+    if refresh_seconds < 1:
+        raise ValueError(f"refresh_seconds must be >= 1, got {refresh_seconds}")
+    app = FastAPI(
+        title=f"{title} dashboard",
+        summary="Which car brands appear in social-media images: brand share, trends, live feed, reports.",
+        docs_url=None,  # the interactive docs load scripts from a CDN; the schema stays at /openapi.json
+        redoc_url=None,
+    )
+
+    def now() -> datetime:
+        value = clock()
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise RuntimeError("the dashboard clock must return timezone-aware datetimes")
+        return value.astimezone(UTC)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> Response:
+        log.error("database unavailable for %s: %s", request.url.path, exc.orig if exc.orig is not None else exc)
+        if request.url.path == "/":
+            return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503)
+        return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(window: str = DEFAULT_WINDOW) -> HTMLResponse:
+        chosen = WINDOWS.get(window, WINDOWS[DEFAULT_WINDOW])
+        at = now()
+        trend_since = datetime.combine(at.date() - timedelta(days=chosen.trend_days - 1), time.min, tzinfo=UTC)
+        with engine.connect() as conn:
+            view = DashboardView(
+                title=title,
+                now=at,
+                window=chosen,
+                totals=counts(conn),
+                window_days=daily_counts(conn, since=at - chosen.span, until=at),
+                shares=brand_share(conn, since=at - chosen.span, until=at),
+                trend=daily_counts(conn, since=trend_since, until=at),
+                recent=query_recent(conn, limit=FEED_ROWS),
+                feed_limit=FEED_ROWS,
+                refresh_seconds=refresh_seconds,
+                report_week=last_complete_week(at),
+                nonce=secrets.token_urlsafe(16),
+            )
+        csp = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+            f"script-src 'nonce-{view.nonce}'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+        return HTMLResponse(
+            render_dashboard(view), headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"}
+        )
+
+    @app.get("/api/summary")
+    def summary() -> dict[str, Any]:
+        """Row counts of the store, the last 24 hours, and when the latest analysis was made."""
+        at = now()
+        with engine.connect() as conn:
+            totals = counts(conn)
+            days = daily_counts(conn, since=at - timedelta(hours=24), until=at)
+            shares = brand_share(conn, since=at - timedelta(hours=24), until=at)
+            latest = query_recent(conn, limit=1)
+        return {
+            "generated_at": at.isoformat(),
+            "totals": {
+                "posts": totals.posts,
+                "images": totals.images,
+                "analyses": totals.analyses,
+                "regions": totals.regions,
+            },
+            "last_24h": {
+                "posts": sum(d.posts for d in days),
+                "images_analyzed": sum(d.images_analyzed for d in days),
+                "cars": sum(d.cars for d in days),
+                "images_with_brand": sum(s.images for s in shares),
+            },
+            "latest_analysis_at": latest[0].analyzed_at.isoformat() if latest else None,
+        }
+
+    @app.get("/api/brand-share")
+    def api_brand_share(
+        since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
+        until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
+        mode: Mode | None = None,
+    ) -> dict[str, Any]:
+        """Share of rank-1 brands over the images analysed in ``[since, until)``, largest first."""
+        start, end = _window(since, until, now=now())
+        shares = brand_share(engine, since=start, until=end, mode=mode)
+        return {
+            "since": start.isoformat(),
+            "until": end.isoformat(),
+            "mode": mode,
+            "images_with_brand": sum(s.images for s in shares),
+            "makes": [_share_json(s) for s in shares],
+        }
+
+    @app.get("/api/daily")
+    def api_daily(
+        since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
+        until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
+        mode: Mode | None = None,
+    ) -> dict[str, Any]:
+        """Posts, distinct images analysed and cars per UTC day (every day listed, zeros included)."""
+        at = now()
+        default_since = datetime.combine(at.date() - timedelta(days=6), time.min, tzinfo=UTC)
+        start, end = _window(since, until, now=at, default_since=default_since)
+        days = daily_counts(engine, since=start, until=end, mode=mode)
+        return {
+            "since": start.isoformat(),
+            "until": end.isoformat(),
+            "mode": mode,
+            "days": [_day_json(d) for d in days],
+        }
+
+    @app.get("/api/recent")
+    def api_recent(
+        limit: Annotated[int, Query(ge=1, description=f"rows to return; values above {MAX_RECENT} are capped")] = (
+            DEFAULT_RECENT
+        ),
+        mode: Mode | None = None,
+    ) -> dict[str, Any]:
+        """The latest analyses, newest first, with their top-5 brands and the latest post showing the image."""
+        capped = min(limit, MAX_RECENT)
+        items = query_recent(engine, limit=capped, mode=mode)
+        return {"limit": capped, "items": [_recent_json(a) for a in items]}
+
+    @app.get("/reports/weekly.csv", response_class=Response)
+    def weekly_csv(week: str | None = None, mode: Mode | None = None) -> Response:
+        """The weekly report as one CSV table (``section`` = make, day or total)."""
+        report = _report(week, mode)
+        return Response(
+            report.to_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{report.filename_stem}.csv"'},
+        )
+
+    @app.get("/reports/weekly.json", response_class=Response)
+    def weekly_json(week: str | None = None, mode: Mode | None = None) -> Response:
+        """The weekly report as JSON: totals, makes and days."""
+        report = _report(week, mode)
+        return Response(
+            report.to_json(),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{report.filename_stem}.json"'},
+        )
+
+    def _report(week: str | None, mode: str | None) -> WeeklyReport:
+        try:
+            return weekly_report(engine, week=week or None, now=now(), mode=mode)
+        except ReportError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """200 when ``SELECT 1`` succeeds on the database, 503 (with the error's type) when it does not."""
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1")).scalar_one()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("health check failed: %s: %s", type(exc).__name__, exc)
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "database": engine.dialect.name})
+
+    return app
+
+
+def serve(
+    *,
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    title: str = "CarSpot",
+    refresh_seconds: int = 10,
+    log_level: str = "info",
+) -> None:
+    """Serve the dashboard with uvicorn until SIGINT or SIGTERM (the first stops gracefully, a second at once).
+
+    Blocks, and returns once a SIGINT (Ctrl-C) has stopped the server: uvicorn re-raises the signal after its
+    graceful shutdown, and that KeyboardInterrupt is the expected end here, not an error. A SIGTERM is
+    re-raised the same way and ends the process with its default action unless the caller has installed a
+    handler. The caller owns ``engine`` and disposes of it afterwards.
+    """
+    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        log.info("dashboard stopped by SIGINT")
+
+
+def parse_instant(name: str, value: str) -> datetime:
+    """An ISO 8601 datetime with a timezone, or a date meaning 00:00 UTC; 422 otherwise (never guessed)."""
+    raw = value.strip()
+    try:
+        if len(raw) == 10:
+            return datetime.combine(date.fromisoformat(raw), time.min, tzinfo=UTC)
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise HTTPException(
+            status_code=422,
+            detail=f"{name} must be an ISO 8601 date (2026-11-16) or datetime with a timezone "
+            f"(2026-11-16T08:00:00Z), got {value!r}",
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise HTTPException(status_code=422, detail=f"{name} must include a timezone (e.g. Z or +01:00), got {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def _window(
+    since: str | None, until: str | None, *, now: datetime, default_since: datetime | None = None
+) -> tuple[datetime, datetime]:
+    end = parse_instant("until", until) if until else now
+    try:
+        if since:
+            start = parse_instant("since", since)
+        elif default_since is not None and not until:
+            start = default_since
+        else:
+            start = end - DEFAULT_API_WINDOW
+        span = end - start
+    except OverflowError:
+        raise HTTPException(status_code=422, detail="the window lies outside the supported dates") from None
+    if span <= timedelta(0):
+        raise HTTPException(status_code=422, detail="until must be after since")
+    if span > MAX_WINDOW:
+        raise HTTPException(status_code=422, detail=f"the window may span at most {MAX_WINDOW.days} days")
+    return start, end
+
+
+def _share_json(s: BrandShare) -> dict[str, Any]:
+    return {"make": s.make, "images": s.images, "share": round(s.share, 6), "top5_images": s.top5_images}
+
+
+def _day_json(d: DailyCount) -> dict[str, Any]:
+    return {"day": d.day.isoformat(), "posts": d.posts, "images_analyzed": d.images_analyzed, "cars": d.cars}
+
+
+def _recent_json(a: RecentAnalysis) -> dict[str, Any]:
+    p = a.latest_post
+    return {
+        "analysis_id": a.analysis_id,
+        "image_sha256": a.image_sha256,
+        "width": a.width,
+        "height": a.height,
+        "mode": a.mode,
+        "detector": a.detector,
+        "model_version": a.model_version,
+        "analyzed_at": a.analyzed_at.isoformat(),
+        "duration_ms": a.duration_ms,
+        "cars": a.region_count,
+        "brands": [{"make": b.make, "score": b.score, "rank": b.rank} for b in a.brands],
+        "post_count": a.post_count,
+        "post": None
+        if p is None
+        else {
+            "post_id": p.post_id,
+            "source": p.source,
+            "author": p.author,
+            "text": p.text,
+            "url": p.url,
+            "posted_at": p.posted_at.isoformat() if p.posted_at else None,
+            "ingested_at": p.ingested_at.isoformat(),
+        },
+    }
+
+
+_UNAVAILABLE_PAGE: Final = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>CarSpot · unavailable</title><style>body{font:15px system-ui,sans-serif;background:#f4f6fa;color:#1f2937;
+display:flex;align-items:center;justify-content:center;height:100vh;margin:0}div{background:#fff;padding:24px 32px;
+border:1px solid #e5e7eb;border-radius:10px}</style></head><body><div><h1>Dashboard temporarily unavailable</h1>
+<p>The database cannot be reached right now. This page will work again once it is back.</p></div></body></html>
+"""
