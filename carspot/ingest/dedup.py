@@ -155,9 +155,7 @@ class RedisDeduplicator:
                 retry=Retry(NoBackoff(), 1),
             )
 
-        return cls(
-            factory, ttl_s=ttl_s, prefix=prefix, retry_interval_s=retry_interval_s, monotonic=monotonic
-        )
+        return cls(factory, ttl_s=ttl_s, prefix=prefix, retry_interval_s=retry_interval_s, monotonic=monotonic)
 
     @property
     def degraded(self) -> bool:

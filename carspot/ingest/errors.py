@@ -16,7 +16,22 @@ Every refusal is one of these, so the producer loop has one place that turns an 
     │   │                                                  (checked before any pixel is decoded)
     │   └── EncodedTooLarge          "encoded_too_large"   the normalised JPEG still exceeds the message limit
     └── SourceError                  "unreadable"          the source could not give us the bytes
-        └── ImageMissing             "unreadable"          (the referenced file does not exist)
+        ├── ImageMissing             "unreadable"          (the referenced file does not exist)
+        └── FetchError               "fetch_failed"        an image URL could not be fetched (connection
+            │                                              refused or reset, TLS failure, bad response)
+            ├── BadUrl               "bad_url"             not an absolute http(s) URL with a host
+            ├── SsrfRefused          "ssrf_refused"        the host is or resolves to an address we never
+            │                                              connect to (private, loopback, link-local, ...),
+            │                                              refused before any connection is attempted
+            ├── UnresolvableHost     "unresolvable"        DNS gave no address for the host
+            ├── FetchTimeout         "fetch_timeout"       connect or read took longer than allowed
+            ├── TooManyRedirects     "too_many_redirects"  more hops than allowed (or a redirect loop)
+            ├── HttpNotFound         "http_404"            404 or 410: the picture is gone
+            ├── HttpClientError      "http_4xx"            any other 4xx status (never retried)
+            └── HttpServerError      "http_5xx"            a 5xx status (retried, then this)
+
+A fetched body over the size limit is an ``ImageTooLarge`` ("too_large", aborted while streaming) and a body
+that is not a picture a ``NotAnImage`` ("not_an_image", sniffed from the first bytes), like any other input.
 
 The codes are part of the dead-letter contract (dashboards count them): add new ones, never rename.
 """
@@ -87,17 +102,77 @@ class ImageMissing(SourceError):
     """The file is not there; same code as any unreadable source, the detail says which."""
 
 
+class FetchError(SourceError):
+    """Fetching an image URL failed; ``url`` is the URL of the hop that failed (never with credentials)."""
+
+    reason: ClassVar[str] = "fetch_failed"
+
+    def __init__(self, detail: str, *, url: str | None = None) -> None:
+        super().__init__(detail)
+        self.url = url
+
+
+class BadUrl(FetchError):
+    reason: ClassVar[str] = "bad_url"
+
+
+class SsrfRefused(FetchError):
+    reason: ClassVar[str] = "ssrf_refused"
+
+
+class UnresolvableHost(FetchError):
+    reason: ClassVar[str] = "unresolvable"
+
+
+class FetchTimeout(FetchError):
+    reason: ClassVar[str] = "fetch_timeout"
+
+
+class TooManyRedirects(FetchError):
+    reason: ClassVar[str] = "too_many_redirects"
+
+
+class HttpStatusError(FetchError):
+    """A status the fetcher does not accept; ``status`` is the HTTP status code."""
+
+    def __init__(self, detail: str, *, status: int, url: str | None = None) -> None:
+        super().__init__(detail, url=url)
+        self.status = status
+
+
+class HttpNotFound(HttpStatusError):
+    reason: ClassVar[str] = "http_404"
+
+
+class HttpClientError(HttpStatusError):
+    reason: ClassVar[str] = "http_4xx"
+
+
+class HttpServerError(HttpStatusError):
+    reason: ClassVar[str] = "http_5xx"
+
+
 __all__ = [
+    "BadUrl",
     "CorruptImage",
     "DecompressionBomb",
     "EmptyImage",
     "EncodedTooLarge",
+    "FetchError",
+    "FetchTimeout",
+    "HttpClientError",
+    "HttpNotFound",
+    "HttpServerError",
+    "HttpStatusError",
     "ImageError",
     "ImageMissing",
     "ImageTooLarge",
     "IngestError",
     "NotAnImage",
     "SourceError",
+    "SsrfRefused",
+    "TooManyRedirects",
     "TruncatedImage",
+    "UnresolvableHost",
     "UnsupportedImage",
 ]

@@ -62,9 +62,7 @@ _UNSUPPORTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
     (b"\xff\x0a", "JPEG XL codestream"),
 )
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
-)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 _MIN_HEADER_BYTES = 64
 _RESIZABLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 
@@ -163,6 +161,27 @@ def decode_jpeg_rgb(jpeg: bytes, *, max_pixels: int = 50_000_000) -> npt.NDArray
         im.load()
     rgb = im if im.mode == "RGB" else im.convert("RGB")
     return np.array(rgb, dtype=np.uint8)  # a writable copy, independent of Pillow's buffer
+
+
+def sniff_image_format(head: bytes) -> str | None:
+    """The picture format the first bytes announce ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"), else None.
+
+    For fetchers: decide from the first few bytes of a download, never from its Content-Type, whether it
+    is worth reading on. A format named here may still be refused later by :func:`normalize_image`.
+    """
+    known = next((name for signature, name in _ALLOWED_SIGNATURES if head.startswith(signature)), None)
+    if known is not None:
+        return known
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:2] == b"BM" and len(head) >= 14:
+        return "BMP"
+    return None
+
+
+def refusal_for(data: bytes) -> ImageError:
+    """The error to raise for bytes that are not an allowed picture, saying what they are instead."""
+    return _unidentified(data)
 
 
 # --- opening and guarding -------------------------------------------------------------------------------

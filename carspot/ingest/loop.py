@@ -9,6 +9,9 @@ Per post, in this order (cheap and shared checks first, nothing read twice)::
         │                                                              dead-letter the same post twice
     claim_image ──already claimed──▶ emit without bytes (a link to the picture's existing analysis)
         │
+    near_duplicates (optional) ──a picture within the pHash threshold──▶ emit without bytes, linked to
+        │                        that picture's sha256 (this picture's own sha256 claim is released, so
+        │                        an exact copy of it later is matched the same way, never linked to itself)
       emit
 
 Nothing is lost silently: if ``emit`` or ``reject`` raises (the sink is down) or the loop is interrupted
@@ -32,6 +35,7 @@ from datetime import UTC, datetime
 from carspot.ingest.dedup import Deduplicator
 from carspot.ingest.errors import ImageTooLarge, IngestError
 from carspot.ingest.images import NormalizedImage
+from carspot.ingest.phash import NearDuplicateIndex, phash_bytes
 from carspot.ingest.sources import BrokenRecord, RawPost
 
 logger = logging.getLogger("carspot.ingest.loop")
@@ -82,6 +86,7 @@ class IngestStats:
     seen: int = 0  # items taken from the source, broken records included
     emitted: int = 0
     emitted_links: int = 0
+    near_duplicates: int = 0  # of the links: a re-encoded/resized copy found by perceptual hash
     duplicate_posts: int = 0  # post id already claimed: skipped
     duplicate_broken: int = 0  # a broken record without post id, already dead-lettered by an earlier run
     rejected: Counter[str] = field(default_factory=Counter)
@@ -107,6 +112,7 @@ def run_ingest(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     monotonic: Callable[[], float] = time.monotonic,
     progress_interval_s: float = 60.0,
+    near_duplicates: NearDuplicateIndex | None = None,
 ) -> IngestStats:
     """Ingest ``posts`` until exhausted, ``max_posts`` items were taken, or ``should_stop()`` says so.
 
@@ -119,7 +125,13 @@ def run_ingest(
     if max_dlq_bytes < 0:
         raise ValueError("max_dlq_bytes must be >= 0")
     ingest = _Ingest(
-        emit=emit, reject=reject, dedup=dedup, normalize=normalize, max_dlq_bytes=max_dlq_bytes, clock=clock
+        emit=emit,
+        reject=reject,
+        dedup=dedup,
+        normalize=normalize,
+        max_dlq_bytes=max_dlq_bytes,
+        clock=clock,
+        near_duplicates=near_duplicates,
     )
     stats = ingest.stats
     started = last_progress = monotonic()
@@ -167,7 +179,9 @@ class _Ingest:
         normalize: Callable[[bytes], NormalizedImage],
         max_dlq_bytes: int,
         clock: Callable[[], datetime],
+        near_duplicates: NearDuplicateIndex | None = None,
     ) -> None:
+        self.near_duplicates = near_duplicates
         self.emit = emit
         self.reject = reject
         self.dedup = dedup
@@ -204,6 +218,7 @@ class _Ingest:
             logger.debug("skipping post %s: already ingested", post.post_id)
             return
         image_claimed: str | None = None
+        indexed: int | None = None  # the pHash this post added to the near-duplicate index
         finished = False
         try:
             data: bytes | None = None
@@ -216,6 +231,17 @@ class _Ingest:
                 return
             first = self.dedup.claim_image(image.sha256)
             image_claimed = image.sha256 if first else None
+            linked_sha256 = image.sha256
+            near = False
+            if first and self.near_duplicates is not None:
+                phash = _phash(image)
+                match = None if phash is None else self.near_duplicates.find_or_add(phash, image.sha256)
+                if match is not None and match != image.sha256:
+                    self.dedup.release(sha256=image.sha256)
+                    image_claimed = None
+                    first, near, linked_sha256 = False, True, match
+                elif match is None:
+                    indexed = phash
             self.emit(
                 IngestedPost(
                     post_id=post.post_id,
@@ -226,7 +252,7 @@ class _Ingest:
                     posted_at=post.posted_at,
                     ingested_at=self.clock(),
                     image=image if first else None,
-                    image_sha256=image.sha256,
+                    image_sha256=linked_sha256,
                     width=image.width,
                     height=image.height,
                     duplicate_of_image=not first,
@@ -237,10 +263,13 @@ class _Ingest:
         finally:
             if not finished:  # the sink failed or we were interrupted: let a later run send it again
                 self.dedup.release(post_id=post.post_id, sha256=image_claimed)
+                if indexed is not None and self.near_duplicates is not None:
+                    self.near_duplicates.remove(indexed, image.sha256)
         if first:
             self.stats.emitted += 1
         else:
             self.stats.emitted_links += 1
+            self.stats.near_duplicates += near
             logger.debug("post %s links to already sent picture %s", post.post_id, image.sha256[:12])
 
     def _reject_post(self, post: RawPost, exc: Exception, data: bytes | None) -> None:
@@ -308,6 +337,14 @@ def _classify(exc: Exception) -> tuple[str, str]:
     return INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
 
 
+def _phash(image: NormalizedImage) -> int | None:
+    try:
+        return phash_bytes(image.jpeg)
+    except Exception as exc:  # our own JPEG: a failure here is a bug, but must not cost the post
+        logger.error("cannot hash picture %s: %s: %s", image.sha256[:12], type(exc).__name__, exc)
+        return None
+
+
 def _broken_key(record: BrokenRecord) -> str:
     digest = hashlib.sha256(f"{record.source}\n{record.ref}\n".encode() + record.raw)
     return "broken:" + digest.hexdigest()
@@ -317,7 +354,7 @@ def _summary(stats: IngestStats) -> str:
     rejected = ", ".join(f"{reason}={count}" for reason, count in sorted(stats.rejected.items())) or "none"
     degraded = " [dedup degraded]" if stats.dedup_degraded else ""
     return (
-        f"seen={stats.seen} emitted={stats.emitted} links={stats.emitted_links} "
+        f"seen={stats.seen} emitted={stats.emitted} links={stats.emitted_links} near={stats.near_duplicates} "
         f"duplicate_posts={stats.duplicate_posts} duplicate_broken={stats.duplicate_broken} "
         f"rejected: {rejected}{degraded}"
     )

@@ -64,12 +64,45 @@ class Settings(BaseSettings):
     image_jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 90
     dlq_max_original_bytes: Annotated[int, Field(ge=0)] = 1 << 20
 
+    # Fetching image URLs (X media, HTTP push with image_url): see carspot.ingest.fetch.
+    fetch_connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    fetch_read_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    fetch_total_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    fetch_max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
+    fetch_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    fetch_backoff_max_s: Annotated[float, Field(gt=0)] = 8.0
+    fetch_allow_loopback: bool = Field(default=False, description="Let image URLs reach 127/8 and ::1 (tests).")
+
+    # Near-duplicate pictures (re-encoded or resized copies): 64-bit perceptual hash, Hamming distance.
+    phash_dedup: bool = True
+    phash_threshold: Annotated[int, Field(ge=0, le=16)] = 4
+
+    # X/Twitter (API v2 through tweepy).
+    x_bearer_token: SecretStr | None = Field(default=None, description="X API v2 app-only bearer token.")
+    x_api_base_url: str = Field(default="https://api.twitter.com", description="Where tweepy's requests go.")
+    x_rules_file: Path | None = Field(default=None, description="Filtered-stream rules, one per line.")
+    x_mode: str = Field(default="stream", pattern="^(stream|search)$", description="stream, or search polling.")
+    x_search_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    x_search_max_pages: Annotated[int, Field(ge=1)] = 10
+    x_backoff_max_s: Annotated[float, Field(gt=0)] = 320.0
+    x_checkpoint_every: Annotated[int, Field(ge=1)] = 100
+
+    # The HTTP push endpoint (`carspot ingest http`).
+    http_push_token: SecretStr | None = Field(default=None, description="Bearer token integrations must send.")
+    http_push_host: str = "127.0.0.1"
+    http_push_port: Annotated[int, Field(ge=1, le=65535)] = 8088
+    http_push_ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
     mode: AnalysisMode = AnalysisMode.DETECTOR
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     detector_car_classes: tuple[str, ...] = ("car",)
     cv_threads: Annotated[int, Field(ge=0)] = 0
+
+    model_dir: Path = Field(default=_REPO_ROOT / "models", description="Brand model registry (versions + CURRENT).")
+    model_check_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    classifier_threads: Annotated[int, Field(ge=1)] = 2
 
     batch_max_messages: Annotated[int, Field(ge=1)] = 32
     batch_max_seconds: Annotated[float, Field(gt=0)] = 5.0

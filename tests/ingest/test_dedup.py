@@ -134,9 +134,7 @@ def test_redis_down_degrades_logs_once_and_lets_everything_through(caplog: pytes
 
     assert all(answers), "while Redis is down nothing counts as a duplicate"
     assert dedup.degraded
-    warnings = [
-        r for r in caplog.records if r.name == "carspot.ingest.dedup" and r.levelno >= logging.WARNING
-    ]
+    warnings = [r for r in caplog.records if r.name == "carspot.ingest.dedup" and r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "de-duplication is off" in warnings[0].getMessage()
     assert dedup.counters.errors == 1, "only the first call tried Redis; the rest wait for the retry time"
     assert dedup.counters.unchecked == 101 and dedup.counters.outages == 1

@@ -251,11 +251,7 @@ def test_a_bug_in_normalisation_costs_one_post_not_the_run(dog: bytes) -> None:
     stats = ingest([post_of("p1", b"boom"), post_of("p2", dog)], sinks, normalize=flaky)
 
     (rejection,) = sinks.rejected
-    assert (
-        rejection.reason == "internal_error"
-        and "KeyError" in rejection.detail
-        and "a bug" in rejection.detail
-    )
+    assert rejection.reason == "internal_error" and "KeyError" in rejection.detail and "a bug" in rejection.detail
     assert rejection.original == b"boom"
     assert [p.post_id for p in sinks.emitted] == ["p2"] and stats.rejected == {"internal_error": 1}
 
@@ -292,9 +288,7 @@ def test_should_stop_is_checked_between_posts(dog: bytes) -> None:
     sinks = Sinks()
     stop_after_first = lambda: len(sinks.emitted) >= 1  # noqa: E731
 
-    stats = ingest(
-        counting([post_of(f"p{i}", dog) for i in range(5)], pulled), sinks, should_stop=stop_after_first
-    )
+    stats = ingest(counting([post_of(f"p{i}", dog) for i in range(5)], pulled), sinks, should_stop=stop_after_first)
 
     assert pulled == ["p0"] and stats.seen == 1 and stats.stop_reason == "should_stop"
 

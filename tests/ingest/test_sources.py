@@ -158,9 +158,7 @@ def test_missing_and_unreadable_files_are_source_errors(tmp_path: Path) -> None:
 
 
 def write_jsonl(path: Path, lines: list[object]) -> Path:
-    path.write_bytes(
-        b"".join(line if isinstance(line, bytes) else json.dumps(line).encode() + b"\n" for line in lines)
-    )
+    path.write_bytes(b"".join(line if isinstance(line, bytes) else json.dumps(line).encode() + b"\n" for line in lines))
     return path
 
 
