@@ -124,9 +124,7 @@ def migrate() -> None:
 # --- ingest ---------------------------------------------------------------------------------------------
 @app.command()
 def ingest(
-    source: Annotated[
-        str, typer.Argument(help="folder:PATH, jsonl:PATH, x (X/Twitter API v2) or http (push endpoint)")
-    ],
+    source: Annotated[str, typer.Argument(help="folder:PATH, jsonl:PATH, x (X/Twitter API v2) or http (push)")],
     max_posts: Annotated[int | None, typer.Option(help="Stop after this many posts.")] = None,
     mode: Annotated[str | None, typer.Option(help="Ask the workers for this analysis mode.")] = None,
     rules: Annotated[
