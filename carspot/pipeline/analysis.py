@@ -5,6 +5,9 @@ Each mode is a composition of the same parts, none a copy of another:
 - ``standard``: the whole image → brand classifier → the image's top-5.
 - ``detector``: the detector's car boxes → the brand classifier on each box (one batch) → each region's top-5;
   the image's top-5 = the 5 most confident makes over all its regions (as in the reference paper).
+- ``region-search`` (the paper's): region proposals → one backbone pass per proposal gives both "is this a car"
+  (the ImageNet head summed over its car classes) and the brand top-5 → the car regions (score threshold, NMS,
+  at most ``max_regions``) → the image's top-5 over them, as in ``detector`` mode.
 
 Models are loaded once by the caller and passed in as callables; this module only turns their validated
 outputs into the store's records, so no framework type crosses a stage boundary.
@@ -21,6 +24,8 @@ from typing import Protocol
 import numpy as np
 
 from carspot.detector.detections import Detections
+from carspot.detector.nms import non_max_suppression
+from carspot.detector.proposals import Proposals
 from carspot.pipeline.message import Post
 from carspot.store.records import AnalysisRecord, BrandScore, RegionRecord
 
@@ -37,6 +42,14 @@ class BrandClassifier(Protocol):
     def version(self) -> str: ...
 
     def predict(self, crops: Sequence[np.ndarray], *, top_k: int = TOP_K) -> list[TopK]: ...
+
+
+class RegionClassifier(BrandClassifier, Protocol):
+    """A brand model that also says how likely each crop shows a car, from the same backbone pass."""
+
+    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = TOP_K) -> tuple[list[TopK], np.ndarray]:
+        """Per crop: the top-k makes, and (as a float array) the probability that it shows a car."""
+        ...
 
 
 class UnsupportedMode(ValueError):
@@ -122,6 +135,43 @@ def detector_mode(*, detect: CarDetector, detector_name: str, classifier: Classi
         return AnalysisParts(regions_from(detections, tops), brand_scores(image_top_k(tops)), model.version)
 
     return ModeRunner(run=run, detector=detector_name)
+
+
+Proposer = Callable[[np.ndarray], Proposals]
+RegionClassifierSource = Callable[[], RegionClassifier]
+
+
+def region_search_mode(
+    *,
+    propose: Proposer,
+    proposer_name: str,
+    classifier: RegionClassifierSource,
+    car_threshold: float = 0.5,
+    nms_iou: float = 0.5,
+    max_regions: int = 10,
+) -> ModeRunner:
+    """Selective-search proposals verified as cars by the brand model's own ImageNet head, R-CNN style."""
+
+    def run(image: np.ndarray) -> AnalysisParts:
+        model = classifier()
+        proposals = propose(image)
+        if not len(proposals):
+            return AnalysisParts((), (), model.version)
+        tops, car = model.predict_regions([crop(image, box, margin=0.0) for box in proposals.xyxy])
+        car = np.clip(np.asarray(car, dtype=np.float32), 0.0, 1.0)
+        keep = non_max_suppression(
+            proposals.xyxy,
+            car,
+            np.zeros(len(car), np.int32),
+            iou_threshold=nms_iou,
+            score_threshold=car_threshold,
+            max_detections=max_regions,
+        )
+        cars = proposals.as_detections(car, label="car").filter(keep)
+        kept_tops = [tops[i] for i in keep]
+        return AnalysisParts(regions_from(cars, kept_tops), brand_scores(image_top_k(kept_tops)), model.version)
+
+    return ModeRunner(run=run, detector=proposer_name)
 
 
 def standard_mode(*, classifier: ClassifierSource) -> ModeRunner:

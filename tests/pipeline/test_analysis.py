@@ -16,6 +16,7 @@ from carspot.pipeline.analysis import (
     crop,
     detector_mode,
     image_top_k,
+    region_search_mode,
     standard_mode,
 )
 from carspot.pipeline.message import Post
@@ -119,3 +120,27 @@ def test_image_top_k_keeps_each_makes_best_score() -> None:
     tops = [[("A", 0.5), ("B", 0.4)], [("B", 0.9), ("C", 0.1)], []]
     assert image_top_k(tops) == [("B", 0.9), ("A", 0.5), ("C", 0.1)]
     assert image_top_k([]) == []
+
+
+class CarnessClassifier(SizeClassifier):
+    """Calls a crop a car when it is wider than 30 px; one pass gives brands and car scores."""
+
+    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
+        return self.predict(crops, top_k=top_k), np.array([0.9 if c.shape[1] > 30 else 0.1 for c in crops])
+
+
+def test_region_search_keeps_the_proposals_the_model_calls_cars_and_suppresses_overlaps() -> None:
+    from carspot.detector.proposals import Proposals
+
+    boxes = np.array(
+        [[10, 10, 60, 50], [12, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]], np.float32
+    )  # a car, a near-duplicate of it, a big car, a small non-car
+    proposals = Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed")
+    model = CarnessClassifier()
+    runner = region_search_mode(propose=lambda image: proposals, proposer_name="fixed", classifier=lambda: model)
+    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert len(model.calls) == 1 and len(model.calls[0]) == 4  # one batch, every proposal
+    assert sorted((r.x1, r.x2) for r in record.regions) == [(10, 60), (100, 190)]
+    assert all(r.label == "car" and r.score == pytest.approx(0.9) for r in record.regions)
+    assert [b.make for b in record.brands][:2] == ["Big", "Small"]
+    assert record.detector == "fixed" and record.mode == "region-search"
