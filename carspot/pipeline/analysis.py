@@ -205,11 +205,15 @@ class Analysis:
     def mode_for(self, post: Post) -> str:
         return post.mode or self._default_mode
 
-    def __call__(self, post: Post, image: np.ndarray) -> AnalysisRecord:
-        mode = self.mode_for(post)
+    def runner(self, mode: str) -> ModeRunner:
         runner = self._modes.get(mode)
         if runner is None:
             raise UnsupportedMode(f"mode {mode!r} is not available (available: {sorted(self._modes)})")
+        return runner
+
+    def __call__(self, post: Post, image: np.ndarray) -> AnalysisRecord:
+        mode = self.mode_for(post)
+        runner = self.runner(mode)
         started = time.perf_counter()
         parts = runner.run(image)
         return AnalysisRecord(

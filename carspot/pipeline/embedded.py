@@ -19,10 +19,10 @@ from carspot.ingest.images import decode_jpeg_rgb
 from carspot.ingest.loop import IngestStats, run_ingest
 from carspot.pipeline.app import (
     load_analysis,
-    open_store,
     make_deduplicator,
     make_normalizer,
     open_source,
+    open_store,
 )
 from carspot.pipeline.ingesting import SinkEmitter
 from carspot.pipeline.inprocess import FileDeadLetterSink, InProcessQueue

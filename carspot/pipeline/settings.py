@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     http_push_ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
     mode: AnalysisMode = AnalysisMode.DETECTOR
+    detector: str = Field(
+        default="yolo-fastestv2",
+        pattern="^(yolo-fastestv2|centernet)$",
+        description="Single-shot car detector of the detector mode.",
+    )
+    centernet_dir: Path | None = Field(default=None, description="Built CenterNet; default under data_dir.")
+    proposal_backend: str = Field(default="opencv", pattern="^(opencv|selectivesearch)$")
+    proposal_max_side: Annotated[int, Field(ge=64, le=2048)] = 256
+    proposal_max_count: Annotated[int, Field(ge=1, le=2000)] = 32
+    region_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
@@ -127,6 +138,10 @@ class Settings(BaseSettings):
     @property
     def resolved_detector_weights(self) -> Path:
         return self.detector_weights or self.shared_dir / "models" / "yolo-fastestv2" / "model.onnx"
+
+    @property
+    def resolved_centernet_dir(self) -> Path:
+        return self.centernet_dir or self.data_dir / "models" / "centernet"
 
     @property
     def services_dir(self) -> Path:

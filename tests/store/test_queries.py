@@ -19,10 +19,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from carspot.store.queries import (
-    analysed_images,
     BrandShare,
     Counts,
     DailyCount,
+    analysed_images,
     brand_share,
     counts,
     daily_counts,

@@ -1,0 +1,100 @@
+"""Brand classifier benchmark: crops/s at batch 1 and 32, model load time and peak RSS, on this machine's CPU.
+
+Loads the registry's current version (or ``--version``) from ``--model-dir`` (default: the repository's
+``models/``) through the serving code, so the figures include resizing each crop to 224x224. Crops are random
+real-looking sizes cut from the shared Stanford Cars photos. Asserts nothing.
+
+    .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CARSPOT_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def crops(n: int, *, seed: int = 0) -> list[np.ndarray]:
+    """``n`` crops of 60..400 px from real car photos (the sizes a detector hands over)."""
+    rng = np.random.default_rng(seed)
+    photos = sorted((SHARED / "data" / "stanford-cars" / "images").glob("*.jpg"))[:64]
+    out = []
+    for i in range(n):
+        image = np.asarray(Image.open(photos[i % len(photos)]).convert("RGB"))
+        h, w = image.shape[:2]
+        ch, cw = int(rng.integers(h // 2, h + 1)), int(rng.integers(w // 2, w + 1))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = Image.fromarray(image[y : y + ch, x : x + cw])
+        scale = float(rng.uniform(0.3, 1.3))
+        out.append(np.asarray(crop.resize((max(8, int(cw * scale)), max(8, int(ch * scale))))))
+    return out
+
+
+def throughput(predict, batch: list[np.ndarray], seconds: float) -> float:  # type: ignore[no-untyped-def]
+    predict(batch)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        predict(batch)
+        done += len(batch)
+    return done / (time.perf_counter() - started)
+
+
+def cold_load_seconds(model_dir: Path, version: str | None, threads: int) -> float:
+    """Load time in a fresh interpreter (imports included), as a worker starting up sees it."""
+    code = (
+        "import time; t = time.perf_counter();"
+        "from carspot.classifier.serving import load_classifier;"
+        f"load_classifier({str(model_dir)!r}, {version!r}, threads={threads});"
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--version", default=None)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from carspot.classifier.serving import load_classifier
+
+    started = time.perf_counter()
+    classifier = load_classifier(args.model_dir, args.version, threads=args.threads)
+    warm_load = time.perf_counter() - started
+    cold_load = cold_load_seconds(args.model_dir, args.version, args.threads)
+    pool = crops(64)
+    results = {
+        "version": classifier.version,
+        "model_bytes": sum(p.stat().st_size for p in (args.model_dir / "versions" / classifier.version).iterdir()),
+        "threads": args.threads,
+        "load_seconds_cold": round(cold_load, 3),
+        "load_seconds_in_process": round(warm_load, 3),
+        "crops_per_s_batch1": round(throughput(classifier.predict, pool[:1], args.seconds), 1),
+        "crops_per_s_batch32": round(throughput(classifier.predict, pool[:32], args.seconds), 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(results))
+        return
+    for key, value in results.items():
+        print(f"{key:<26}{value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Image preprocessing shared by training and serving, and the social-media-like augmentation.
+
+Serving and training must resize the same way, or the model sees a different distribution at run time: both
+call `to_input` (PIL bilinear to 224x224, the whole crop squashed, no centre cut, so a wide car keeps its ends).
+
+Augmented views imitate what people post: loose or tight crops and zoom (random crop and scale, or padding as if
+the box were loose), mirror images, colour casts and filters, blur and low resolution, recompression at a low
+JPEG quality, and partial occlusion (a person, a lamp post, a caption).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Final
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+__all__ = ["INPUT_SIZE", "augment", "to_input"]
+
+INPUT_SIZE: Final = 224
+
+
+def to_input(image: np.ndarray, *, size: int = INPUT_SIZE) -> np.ndarray:
+    """An HxWx3 uint8 RGB image as the network's size x size x 3 uint8 input."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, *, size: int = INPUT_SIZE) -> np.ndarray:
+    """One random social-media-like view of ``image`` (HxWx3 uint8), as a size x size x 3 uint8 array."""
+    im = Image.fromarray(image)
+    w, h = im.size
+    if rng.random() < 0.75:
+        # random crop: 55-100 % of the area, aspect ratio jitter
+        area = rng.uniform(0.55, 1.0) * w * h
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))) * (w / h)
+        cw = int(min(w, max(8, round(np.sqrt(area * aspect)))))
+        ch = int(min(h, max(8, round(np.sqrt(area / aspect)))))
+        x0 = int(rng.integers(0, w - cw + 1))
+        y0 = int(rng.integers(0, h - ch + 1))
+        im = im.crop((x0, y0, x0 + cw, y0 + ch))
+    else:
+        # a loose box: the car smaller in the frame, surrounded by a flat background
+        pad = rng.uniform(0.05, 0.3)
+        pw, ph = int(w * pad), int(h * pad)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        canvas = Image.new("RGB", (w + 2 * pw, h + 2 * ph), colour)
+        canvas.paste(im, (int(rng.integers(0, 2 * pw + 1)), int(rng.integers(0, 2 * ph + 1))))
+        im = canvas
+    if rng.random() < 0.5:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.25:
+        # low resolution: a small region upscaled
+        side = int(rng.integers(48, 112))
+        im = im.resize((side, max(8, int(side * im.size[1] / im.size[0]))), Image.Resampling.BILINEAR)
+    im = im.resize((size, size), Image.Resampling.BILINEAR)
+    if rng.random() < 0.8:
+        im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.6, 1.4))
+        im = ImageEnhance.Contrast(im).enhance(rng.uniform(0.6, 1.4))
+        im = ImageEnhance.Color(im).enhance(rng.uniform(0.4, 1.6))
+    if rng.random() < 0.3:
+        im = im.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 2.0))))
+    if rng.random() < 0.5:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=int(rng.integers(20, 90)))
+        buf.seek(0)
+        im = Image.open(buf).convert("RGB")
+    out = np.array(im, dtype=np.uint8)
+    if rng.random() < 0.3:
+        # partial occlusion: a block of flat colour or noise over up to ~20 % of the view
+        oh = int(rng.integers(size // 8, size // 2))
+        ow = int(rng.integers(size // 8, size // 2))
+        y0 = int(rng.integers(0, size - oh + 1))
+        x0 = int(rng.integers(0, size - ow + 1))
+        if rng.random() < 0.5:
+            out[y0 : y0 + oh, x0 : x0 + ow] = rng.integers(0, 256, 3, dtype=np.uint8)
+        else:
+            out[y0 : y0 + oh, x0 : x0 + ow] = rng.integers(0, 256, (oh, ow, 3), dtype=np.uint8)
+    return out

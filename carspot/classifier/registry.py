@@ -1,0 +1,219 @@
+"""The model registry: a directory of immutable versions and a ``CURRENT`` pointer.
+
+Layout of ``CARSPOT_MODEL_DIR``::
+
+    CURRENT                       one line: the current version's name
+    versions/<version>/           classifier.tflite + manifest.json (never changed once written)
+    backbone/                     the ImageNet backbone from `carspot models build` (not committed)
+    promotions.log                one JSON line per promotion decision, forced ones included
+
+``CURRENT`` is replaced atomically (write a temporary file, ``os.replace``), so a worker polling
+`current_version` sees either the old or the new name, never half a file; swapping the loaded model between
+batches is the worker's job, with the version recorded on every prediction.
+
+Champion/challenger: `promote` evaluates the current model and the candidate with the *same* callable on the
+same data and makes the candidate current only if it is not worse (top-5 first, then top-1), unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from carspot.classifier.errors import ManifestError, ModelIntegrityError, ModelNotFoundError, PromotionRefused
+from carspot.classifier.evaluate import EvaluationReport
+
+__all__ = [
+    "CURRENT_FILE",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "VERSIONS_DIR",
+    "PromotionResult",
+    "current_version",
+    "file_sha256",
+    "list_versions",
+    "promote",
+    "read_manifest",
+    "set_current",
+    "version_dir",
+    "write_manifest",
+]
+
+CURRENT_FILE: Final = "CURRENT"
+VERSIONS_DIR: Final = "versions"
+MANIFEST_FILE: Final = "manifest.json"
+MODEL_FILE: Final = "classifier.tflite"
+REQUIRED: Final = ("version", "created", "training_data_sha256", "labels", "metrics", "model_file", "sha256")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def version_dir(model_dir: Path | str, version: str) -> Path:
+    if not version or "/" in version or version.startswith("."):
+        raise ModelNotFoundError(f"not a version name: {version!r}")
+    return Path(model_dir) / VERSIONS_DIR / version
+
+
+def list_versions(model_dir: Path | str) -> list[str]:
+    """Versions that have a manifest, oldest name first (names sort by creation time)."""
+    root = Path(model_dir) / VERSIONS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file())
+
+
+def current_version(model_dir: Path | str) -> str | None:
+    """The current version's name, or None when nothing was promoted yet. Cheap: workers may poll it."""
+    path = Path(model_dir) / CURRENT_FILE
+    try:
+        name = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def set_current(model_dir: Path | str, version: str) -> None:
+    """Atomically points ``CURRENT`` at ``version`` (which must exist)."""
+    read_manifest(model_dir, version)
+    path = Path(model_dir) / CURRENT_FILE
+    tmp = path.with_name(f".{CURRENT_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(version + "\n")
+    os.replace(tmp, path)
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise ManifestError(f"manifest lacks {missing}")
+    path = directory / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) -> dict[str, Any]:
+    """A version's manifest; with ``verify`` the model file's sha256 is checked against it."""
+    directory = version_dir(model_dir, version)
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(f"{directory}: no such model version")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: {exc}") from exc
+    if not isinstance(manifest, dict) or any(k not in manifest for k in REQUIRED):
+        raise ManifestError(f"{path}: missing one of {REQUIRED}")
+    if manifest["version"] != version:
+        raise ManifestError(f"{path}: says version {manifest['version']!r}, lives in {version!r}")
+    if verify:
+        model = directory / manifest["model_file"]
+        if not model.is_file():
+            raise ModelNotFoundError(f"{model}: missing")
+        if file_sha256(model) != manifest["sha256"]:
+            raise ModelIntegrityError(f"{model}: sha256 differs from its manifest")
+    return manifest
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What `promote` decided, with both sides' numbers on the same data."""
+
+    candidate: str
+    champion: str | None
+    promoted: bool
+    forced: bool
+    reason: str
+    candidate_report: EvaluationReport
+    champion_report: EvaluationReport | None
+
+    def table(self) -> str:
+        """Champion and challenger side by side."""
+        keys = ("n", "top1", "top5", "macro_precision", "macro_recall", "macro_f1", "ece")
+        cand = self.candidate_report.summary()
+        champ = self.champion_report.summary() if self.champion_report else {}
+        lines = [f"{'':<16}{'champion ' + (self.champion or '-'):>34}{'challenger ' + self.candidate:>34}"]
+        for k in keys:
+            c = champ.get(k)
+            lines.append(f"{k:<16}{'-' if c is None else f'{c:.4f}':>34}{cand[k]:>34.4f}")
+        lines.append(
+            ("PROMOTED" if self.promoted else "REFUSED") + (" (forced)" if self.forced else "") + ": " + self.reason
+        )
+        return "\n".join(lines)
+
+
+def _beats(a: EvaluationReport, b: EvaluationReport) -> bool:
+    """Strictly better: a tie keeps the champion (a new model must earn its rollout)."""
+    return (a.top5, a.top1) > (b.top5, b.top1)
+
+
+def promote(
+    model_dir: Path | str,
+    candidate: str,
+    evaluate_fn: Callable[[str], EvaluationReport],
+    *,
+    force: bool = False,
+    raise_on_refusal: bool = False,
+) -> PromotionResult:
+    """Makes ``candidate`` current if it is strictly better than the current model on ``evaluate_fn``'s data.
+
+    ``evaluate_fn(version)`` evaluates one version (the caller loads it and runs `evaluate` on the evaluation
+    set), so both models see the same images through the same analysis. Top-5 decides, top-1 breaks ties.
+    ``force`` promotes anyway and says so in ``promotions.log``. With ``raise_on_refusal`` a refusal raises
+    `PromotionRefused` (carrying the result) instead of returning it.
+    """
+    read_manifest(model_dir, candidate, verify=True)
+    champion = current_version(model_dir)
+    cand_report = evaluate_fn(candidate)
+    champ_report = evaluate_fn(champion) if champion is not None and champion != candidate else None
+    if champion == candidate:
+        promoted, reason = False, "the candidate is already current"
+    elif champ_report is None:
+        promoted, reason = True, "no current model"
+    elif _beats(cand_report, champ_report):
+        promoted, reason = (
+            True,
+            (
+                f"top-5 {cand_report.top5:.4f} vs {champ_report.top5:.4f}, top-1 {cand_report.top1:.4f} vs "
+                f"{champ_report.top1:.4f}"
+            ),
+        )
+    else:
+        promoted, reason = (
+            False,
+            (
+                f"not better than the champion: top-5 {cand_report.top5:.4f} vs {champ_report.top5:.4f}, "
+                f"top-1 {cand_report.top1:.4f} vs {champ_report.top1:.4f}"
+            ),
+        )
+    forced = False
+    if not promoted and force and champion != candidate:
+        promoted, forced, reason = True, True, "forced: " + reason
+    if promoted:
+        set_current(model_dir, candidate)
+    result = PromotionResult(candidate, champion, promoted, forced, reason, cand_report, champ_report)
+    entry = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "candidate": candidate,
+        "champion": champion,
+        "promoted": promoted,
+        "forced": forced,
+        "reason": reason,
+        "candidate_metrics": cand_report.summary(),
+        "champion_metrics": champ_report.summary() if champ_report else None,
+    }
+    with (Path(model_dir) / "promotions.log").open("a") as log:
+        log.write(json.dumps(entry) + "\n")
+    if not promoted and raise_on_refusal:
+        raise PromotionRefused(reason)
+    return result

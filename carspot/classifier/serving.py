@@ -1,0 +1,139 @@
+"""Serving: the released classifier through LiteRT (TFLite runtime, XNNPACK on CPU), without TensorFlow.
+
+Why LiteRT: measured on this project's 2-core CPU against ONNX Runtime (see bench/classifier.py and the README),
+and it reads the file TensorFlow exports without a converter. The model takes raw RGB pixels (224x224, float)
+and returns temperature-calibrated softmax probabilities over the makes; resizing is done here with the same
+function training used (`carspot.classifier.augment.to_input`).
+
+Batches: crops are resized, stacked and run in chunks of at most ``max_batch``; one interpreter per chunk size
+(created on first use) avoids re-allocating tensors for every call. A lock makes ``predict`` safe to call from
+several threads (the interpreter itself is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carspot.classifier.augment import INPUT_SIZE, to_input
+from carspot.classifier.errors import (
+    InvalidCropError,
+    ManifestError,
+    ModelIntegrityError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from carspot.classifier.registry import current_version, read_manifest, version_dir
+
+__all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
+
+
+class BrandClassifier:
+    """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
+
+    def __init__(
+        self, *, model: bytes, version: str, labels: Sequence[str], threads: int | None = 2, max_batch: int = 32
+    ) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter_cls = Interpreter
+        self._model = model
+        self._threads = threads
+        self._max_batch = max_batch
+        self._interpreters: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self.version: str = version
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.load_seconds: float = 0.0
+        """Set by `load_classifier`: reading, verifying and preparing the model."""
+        probe = self._interpreter(1)
+        n_out = int(probe.get_output_details()[0]["shape"][-1])
+        if n_out != len(self.labels):
+            raise ManifestError(f"the model has {n_out} outputs but the manifest {len(self.labels)} labels")
+
+    def _interpreter(self, batch: int) -> Any:
+        interp = self._interpreters.get(batch)
+        if interp is None:
+            interp = self._interpreter_cls(model_content=self._model, num_threads=self._threads)
+            index = interp.get_input_details()[0]["index"]
+            interp.resize_tensor_input(index, [batch, INPUT_SIZE, INPUT_SIZE, 3], strict=False)
+            interp.allocate_tensors()
+            self._interpreters[batch] = interp
+        return interp
+
+    def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The calibrated probabilities, one row per crop (``len(crops) x len(labels)``)."""
+        for i, crop in enumerate(crops):
+            if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
+                raise InvalidCropError(f"crop {i} must be an HxWx3 uint8 array")
+            if crop.shape[0] < 1 or crop.shape[1] < 1:
+                raise InvalidCropError(f"crop {i} is empty")
+        out = np.zeros((len(crops), len(self.labels)), dtype=np.float32)
+        with self._lock:
+            for start in range(0, len(crops), self._max_batch):
+                chunk = crops[start : start + self._max_batch]
+                batch = np.stack([to_input(c) for c in chunk]).astype(np.float32)
+                interp = self._interpreter(len(chunk))
+                interp.set_tensor(interp.get_input_details()[0]["index"], batch)
+                interp.invoke()
+                out[start : start + len(chunk)] = interp.get_tensor(interp.get_output_details()[0]["index"])
+        return out
+
+    def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """RGB uint8 crops of any size -> per crop, the ``top_k`` makes with calibrated scores, best first."""
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if len(crops) == 0:
+            return []
+        probs = self.probabilities(crops)
+        k = min(top_k, len(self.labels))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, order, strict=True)]
+
+    def predict_one(self, image: np.ndarray, *, top_k: int = 5) -> list[tuple[str, float]]:
+        """One image (e.g. a whole photo): the shape `carspot.classifier.evaluate.evaluate` expects."""
+        return self.predict([image], top_k=top_k)[0]
+
+
+def load_classifier(
+    model_dir: Path | str, version: str | None = None, *, threads: int | None = 2, max_batch: int = 32
+) -> BrandClassifier:
+    """The current (or the named) version from the registry, its sha256 verified against the manifest."""
+    if version is None:
+        version = current_version(model_dir)
+        if version is None:
+            raise ModelNotFoundError(f"{model_dir}: no current model version (CURRENT is missing)")
+    started = time.perf_counter()
+    manifest = read_manifest(model_dir, version)
+    path = version_dir(model_dir, version) / manifest["model_file"]
+    try:
+        model = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"{path}: missing") from exc
+    if hashlib.sha256(model).hexdigest() != manifest["sha256"]:
+        raise ModelIntegrityError(f"{path}: sha256 differs from its manifest")
+    try:
+        classifier = BrandClassifier(
+            model=model, version=version, labels=manifest["labels"], threads=threads, max_batch=max_batch
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{path}: LiteRT cannot load it: {exc}") from exc
+    classifier.load_seconds = time.perf_counter() - started
+    return classifier
+
+
+def merge_top_k(per_region: Sequence[Sequence[tuple[str, float]]], *, top_k: int = 5) -> list[tuple[str, float]]:
+    """An image's top-k from its regions' (the paper's rule): each make scored by its best region, then the
+    ``top_k`` most confident makes, best first (ties by make name, so the result is deterministic)."""
+    best: dict[str, float] = {}
+    for ranking in per_region:
+        for make, score in ranking:
+            if score > best.get(make, -1.0):
+                best[make] = score
+    return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:top_k]

@@ -1,0 +1,113 @@
+"""Registry: versions with manifests, an atomic CURRENT, champion/challenger promotion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from carspot.classifier.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefused
+from carspot.classifier.evaluate import EvaluationReport, report_from_predictions
+from carspot.classifier.registry import (
+    MODEL_FILE,
+    current_version,
+    file_sha256,
+    list_versions,
+    promote,
+    read_manifest,
+    set_current,
+    version_dir,
+    write_manifest,
+)
+
+
+def _version(model_dir: Path, name: str) -> None:
+    directory = version_dir(model_dir, name)
+    directory.mkdir(parents=True)
+    (directory / MODEL_FILE).write_bytes(name.encode())
+    write_manifest(
+        directory,
+        {
+            "version": name,
+            "created": "2026-01-01T00:00:00+00:00",
+            "training_data_sha256": "0" * 64,
+            "labels": ["Audi", "BMW"],
+            "metrics": {},
+            "model_file": MODEL_FILE,
+            "sha256": file_sha256(directory / MODEL_FILE),
+        },
+    )
+
+
+def _report(top1_hits: int, top5_hits: int) -> EvaluationReport:
+    """Four Audi images: the first ``top1_hits`` right at rank 1, up to ``top5_hits`` found at rank 2."""
+    preds = []
+    for i in range(4):
+        if i < top1_hits:
+            preds.append([("Audi", 0.9), ("BMW", 0.1)])
+        elif i < top5_hits:
+            preds.append([("BMW", 0.6), ("Audi", 0.4)])
+        else:
+            preds.append([("BMW", 1.0)])
+    return report_from_predictions(["Audi"] * 4, preds)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    for name in ("v1", "v2-worse", "v3-better"):
+        _version(tmp_path, name)
+    set_current(tmp_path, "v1")
+    return tmp_path
+
+
+SCORES = {"v1": _report(2, 3), "v2-worse": _report(1, 3), "v3-better": _report(2, 4)}
+
+
+def test_promote_refuses_a_worse_model_and_keeps_the_champion(model_dir: Path) -> None:
+    result = promote(model_dir, "v2-worse", SCORES.__getitem__)
+    assert not result.promoted and result.champion == "v1"
+    assert current_version(model_dir) == "v1"
+    assert "not better" in result.reason
+    assert "champion v1" in result.table() and "REFUSED" in result.table()
+    with pytest.raises(PromotionRefused):
+        promote(model_dir, "v2-worse", SCORES.__getitem__, raise_on_refusal=True)
+
+
+def test_promote_accepts_a_better_model_and_force_is_logged(model_dir: Path) -> None:
+    assert promote(model_dir, "v3-better", SCORES.__getitem__).promoted
+    assert current_version(model_dir) == "v3-better"
+    forced = promote(model_dir, "v2-worse", SCORES.__getitem__, force=True)
+    assert forced.promoted and forced.forced
+    assert current_version(model_dir) == "v2-worse"
+    log = [json.loads(line) for line in (model_dir / "promotions.log").read_text().splitlines()]
+    assert [e["forced"] for e in log] == [False, True]
+    assert log[-1]["champion"] == "v3-better" and log[-1]["candidate_metrics"]["top5"] == 0.75
+
+
+def test_first_promotion_needs_no_champion(tmp_path: Path) -> None:
+    _version(tmp_path, "only")
+    assert current_version(tmp_path) is None
+    result = promote(tmp_path, "only", {"only": _report(0, 0)}.__getitem__)
+    assert result.promoted and result.champion_report is None
+    assert list_versions(tmp_path) == ["only"]
+
+
+def test_a_tampered_model_is_refused(model_dir: Path) -> None:
+    (version_dir(model_dir, "v3-better") / MODEL_FILE).write_bytes(b"tampered")
+    with pytest.raises(ModelIntegrityError):
+        promote(model_dir, "v3-better", SCORES.__getitem__)
+    with pytest.raises(ModelNotFoundError):
+        read_manifest(model_dir, "nope")
+
+
+def test_an_images_top_5_is_the_most_confident_makes_over_its_regions() -> None:
+    from carspot.classifier.serving import merge_top_k
+
+    regions = [
+        [("Audi", 0.5), ("BMW", 0.3), ("Kia", 0.1)],
+        [("BMW", 0.7), ("Audi", 0.2), ("Fiat", 0.05)],
+        [("Ford", 0.3), ("Kia", 0.3), ("Tesla", 0.2)],
+    ]
+    assert merge_top_k(regions) == [("BMW", 0.7), ("Audi", 0.5), ("Ford", 0.3), ("Kia", 0.3), ("Tesla", 0.2)]
+    assert merge_top_k([], top_k=5) == []

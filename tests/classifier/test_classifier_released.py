@@ -1,0 +1,35 @@
+"""The released model committed under ``models/``: one current version, small, verified, serving real photos."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from carspot.classifier.registry import CURRENT_FILE, current_version, list_versions, read_manifest
+from carspot.classifier.serving import load_classifier
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_one_current_version_within_25_mb() -> None:
+    version = current_version(MODELS)
+    assert version is not None and list_versions(MODELS) == [version]
+    committed = [MODELS / CURRENT_FILE, *(MODELS / "versions" / version).iterdir()]
+    assert sum(p.stat().st_size for p in committed) <= 25 * 1024 * 1024
+    manifest = read_manifest(MODELS, version, verify=True)
+    assert len(manifest["labels"]) == 49
+    assert {"by-model/released", "by-image/head"} <= set(manifest["metrics"])
+
+
+def test_loads_fast_and_ranks_makes_on_a_real_photo(shared_dir: Path) -> None:
+    started = time.perf_counter()
+    classifier = load_classifier(MODELS)
+    assert time.perf_counter() - started < 2.0
+    photo = np.asarray(Image.open(shared_dir / "data" / "stanford-cars" / "images" / "00001.jpg").convert("RGB"))
+    (ranking,) = classifier.predict([photo])
+    assert len(ranking) == 5 and all(make in classifier.labels for make, _ in ranking)
+    assert ranking[0][0] == "Audi"  # an Audi TTS from the training split: the model must at least know it
+    assert 0.0 < sum(score for _, score in ranking) <= 1.0 + 1e-6
