@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine, Table
@@ -83,8 +82,19 @@ class AnalysisStore:
         return WriteResult(posts_inserted=posts_inserted, analyses_inserted=len(new_ids))
 
     def _write_images(self, conn: Connection, images: dict[str, dict[str, Any]]) -> None:
+        """Insert missing images; an analysed picture's size replaces a size a linked repost wrote first."""
         rows = [images[sha] for sha in sorted(images)]
-        conn.execute(self._insert(_IMAGES).on_conflict_do_nothing(index_elements=["sha256"]), rows)
+        fields = ("sha256", "width", "height", "first_seen_at")
+        linked = [{k: r[k] for k in fields} for r in rows if not r["authoritative"]]
+        analysed = [{k: r[k] for k in fields} for r in rows if r["authoritative"]]
+        if linked:
+            conn.execute(self._insert(_IMAGES).on_conflict_do_nothing(index_elements=["sha256"]), linked)
+        if analysed:
+            stmt = self._insert(_IMAGES)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["sha256"], set_={"width": stmt.excluded.width, "height": stmt.excluded.height}
+            )
+            conn.execute(stmt, analysed)
 
     def _write_analyses(
         self, conn: Connection, analyses: dict[_AnalysisKey, AnalysisRecord]
@@ -196,20 +206,38 @@ def _brand_row(analysis_id: int, region_index: int, rank: int, make: str, score:
 def _images(posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> dict[str, dict[str, Any]]:
     """One image row per SHA-256, first seen at the earliest time the batch mentions it.
 
-    The same bytes cannot have two sizes: that is a bug upstream, refused before anything is written.
+    The analysed picture's size is authoritative (``authoritative`` rows overwrite a stored size); a post only
+    says which picture it shows, and a near-duplicate repost linked to another picture carries its own size,
+    so a post's size is used only when no analysis in the batch mentions the image. Two analyses of the same
+    bytes with two sizes are a bug upstream, refused before anything is written.
     """
     images: dict[str, dict[str, Any]] = {}
-    seen: list[tuple[str, int, int, datetime]] = [(p.image_sha256, p.width, p.height, p.ingested_at) for p in posts] + [
-        (a.image_sha256, a.width, a.height, a.analyzed_at) for a in analyses
-    ]
-    for sha, width, height, at in seen:
-        row = images.get(sha)
+    for a in analyses:
+        row = images.get(a.image_sha256)
         if row is None:
-            images[sha] = {"sha256": sha, "width": width, "height": height, "first_seen_at": at}
-            continue
-        if (row["width"], row["height"]) != (width, height):
+            images[a.image_sha256] = {
+                "sha256": a.image_sha256,
+                "width": a.width,
+                "height": a.height,
+                "first_seen_at": a.analyzed_at,
+                "authoritative": True,
+            }
+        elif (row["width"], row["height"]) != (a.width, a.height):
             raise BatchConflictError(
-                f"image {sha} appears as {row['width']}x{row['height']} and as {width}x{height} in one batch"
+                f"image {a.image_sha256} analysed as {row['width']}x{row['height']} and as {a.width}x{a.height}"
             )
-        row["first_seen_at"] = min(row["first_seen_at"], at)
+        else:
+            row["first_seen_at"] = min(row["first_seen_at"], a.analyzed_at)
+    for p in posts:
+        row = images.get(p.image_sha256)
+        if row is None:
+            images[p.image_sha256] = {
+                "sha256": p.image_sha256,
+                "width": p.width,
+                "height": p.height,
+                "first_seen_at": p.ingested_at,
+                "authoritative": False,
+            }
+        else:
+            row["first_seen_at"] = min(row["first_seen_at"], p.ingested_at)
     return images

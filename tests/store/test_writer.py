@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, create_mock_engine, select
+from sqlalchemy import Engine, create_mock_engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from carspot.store.queries import Counts, counts
@@ -175,9 +175,25 @@ def test_one_bad_record_rolls_the_whole_batch_back(engine: Engine) -> None:
 def test_a_self_contradicting_batch_is_refused_before_writing(engine: Engine) -> None:
     with pytest.raises(BatchConflictError, match="640x480 and as 320x240"):
         AnalysisStore(engine).write_batch(
-            posts=[post("p1", "img")], analyses=[analysis("img", size=(320, 240), regions=())]
+            posts=[post("p1", "img")],
+            analyses=[analysis("img", regions=()), analysis("img", size=(320, 240), regions=(), model_version="v9")],
         )
     assert counts(engine) == Counts(posts=0, images=0, analyses=0, regions=0)
+
+
+@pytest.mark.parametrize("link_first", [True, False])
+def test_the_analysed_pictures_size_wins_over_a_linked_near_copy(engine: Engine, link_first: bool) -> None:
+    """A resized repost linked to the original carries its own size; the image keeps the analysed size,
+    whichever batch arrives first."""
+    store = AnalysisStore(engine)
+    link = {"posts": [post("p-copy", "img", size=(320, 240))], "analyses": []}
+    original = {"posts": [post("p-orig", "img")], "analyses": [analysis("img", regions=())]}
+    for batch in (link, original) if link_first else (original, link):
+        store.write_batch(**batch)  # type: ignore[arg-type]
+    store.write_batch(posts=[post("p-copy2", "img", size=(100, 75))], analyses=[analysis("img", regions=())])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT width, height FROM images")).all() == [(640, 480)]
+    assert counts(engine) == Counts(posts=3, images=1, analyses=1, regions=0)
 
 
 def test_an_empty_batch_writes_nothing(engine: Engine) -> None:
