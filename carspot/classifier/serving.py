@@ -8,14 +8,20 @@ function training used (`carspot.classifier.augment.to_input`).
 Batches: crops are resized, stacked and run in chunks of at most ``max_batch``; one interpreter per chunk size
 (created on first use) avoids re-allocating tensors for every call. A lock makes ``predict`` safe to call from
 several threads (the interpreter itself is not).
+
+Region search: `predict_regions` returns, from the same backbone run, each crop's brand top-k and the
+probability that it shows a car (the backbone's ImageNet head on the pooled features the brand head sees, see
+`carspot.classifier.car_head`). It exists only when the model exposes those features and the ImageNet head
+can be read; ``hasattr(classifier, "predict_regions")`` tells.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,8 @@ from carspot.classifier.registry import current_version, read_manifest, version_
 
 __all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
 
+log = logging.getLogger("carspot.classifier.serving")
+
 
 class BrandClassifier:
     """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
@@ -44,6 +52,18 @@ class BrandClassifier:
 
         self._interpreter_cls = Interpreter
         self._model = model
+        self._feature_output: int | None = None
+        self._car_head: Any = None
+        self._regions_unavailable = ""
+        try:
+            from carspot.classifier.car_head import imagenet_head, with_feature_output
+
+            self._model, self._feature_output = with_feature_output(model)
+            self._car_head = imagenet_head()
+        except Exception as exc:  # region search is optional: the brand model still serves without it
+            self._model, self._feature_output = model, None
+            self._regions_unavailable = str(exc)
+            log.warning("region search unavailable with this classifier: %s", exc)
         self._threads = threads
         self._max_batch = max_batch
         self._interpreters: dict[int, Any] = {}
@@ -67,14 +87,23 @@ class BrandClassifier:
             self._interpreters[batch] = interp
         return interp
 
-    def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """The calibrated probabilities, one row per crop (``len(crops) x len(labels)``)."""
+    @staticmethod
+    def _check(crops: Sequence[np.ndarray]) -> None:
         for i, crop in enumerate(crops):
             if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
                 raise InvalidCropError(f"crop {i} must be an HxWx3 uint8 array")
             if crop.shape[0] < 1 or crop.shape[1] < 1:
                 raise InvalidCropError(f"crop {i} is empty")
+
+    def _run(self, crops: Sequence[np.ndarray], *, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One backbone run per chunk: the probabilities and, when asked, the pooled features."""
+        self._check(crops)
         out = np.zeros((len(crops), len(self.labels)), dtype=np.float32)
+        feats = None
+        if features:
+            if self._feature_output is None:
+                raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
+            feats = np.zeros((len(crops), 1280), dtype=np.float32)
         with self._lock:
             for start in range(0, len(crops), self._max_batch):
                 chunk = crops[start : start + self._max_batch]
@@ -82,8 +111,41 @@ class BrandClassifier:
                 interp = self._interpreter(len(chunk))
                 interp.set_tensor(interp.get_input_details()[0]["index"], batch)
                 interp.invoke()
-                out[start : start + len(chunk)] = interp.get_tensor(interp.get_output_details()[0]["index"])
-        return out
+                outputs = interp.get_output_details()
+                out[start : start + len(chunk)] = interp.get_tensor(outputs[0]["index"])
+                if feats is not None:
+                    feats[start : start + len(chunk)] = interp.get_tensor(outputs[self._feature_output]["index"])
+        return out, feats
+
+    def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The calibrated probabilities, one row per crop (``len(crops) x len(labels)``)."""
+        return self._run(crops, features=False)[0]
+
+    def _top_k(self, probs: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+        k = min(top_k, len(self.labels))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, order, strict=True)]
+
+    @property
+    def predict_regions(self) -> Callable[..., tuple[list[list[tuple[str, float]]], np.ndarray]]:
+        """``predict_regions(crops, *, top_k=5)`` -> (per crop the top-k makes, per crop P(car)), one backbone
+        run per crop. An AttributeError (so ``hasattr`` is False) when the model cannot give the features."""
+        if self._feature_output is None or self._car_head is None:
+            raise AttributeError(f"predict_regions: unavailable ({self._regions_unavailable})")
+        return self._predict_regions
+
+    def _predict_regions(
+        self, crops: Sequence[np.ndarray], *, top_k: int = 5
+    ) -> tuple[list[list[tuple[str, float]]], np.ndarray]:
+        from carspot.classifier.car_head import car_probability
+
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if len(crops) == 0:
+            return [], np.zeros(0, dtype=np.float32)
+        probs, feats = self._run(crops, features=True)
+        assert feats is not None
+        return self._top_k(probs, top_k), car_probability(feats, self._car_head)
 
     def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """RGB uint8 crops of any size -> per crop, the ``top_k`` makes with calibrated scores, best first."""
@@ -91,10 +153,7 @@ class BrandClassifier:
             raise ValueError("top_k must be at least 1")
         if len(crops) == 0:
             return []
-        probs = self.probabilities(crops)
-        k = min(top_k, len(self.labels))
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, order, strict=True)]
+        return self._top_k(self.probabilities(crops), top_k)
 
     def predict_one(self, image: np.ndarray, *, top_k: int = 5) -> list[tuple[str, float]]:
         """One image (e.g. a whole photo): the shape `carspot.classifier.evaluate.evaluate` expects."""

@@ -1,0 +1,87 @@
+"""`BrandClassifier.predict_regions`: brand top-k and P(car) from one backbone run of the released model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carspot.classifier.car_head import CAR_CLASSES, car_probability, imagenet_head, with_feature_output
+from carspot.classifier.serving import BrandClassifier, load_classifier
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@pytest.fixture(scope="module")
+def classifier() -> BrandClassifier:
+    return load_classifier(MODELS)
+
+
+def rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_car_probability_high_on_a_car_photo_low_on_car_free_crops(
+    classifier: BrandClassifier, shared_dir: Path, scenes_dir: Path
+) -> None:
+    car = rgb(shared_dir / "data" / "stanford-cars" / "images" / "00001.jpg")
+    kite = rgb(scenes_dir / "kite.jpg")
+    horses = rgb(scenes_dir / "horses.jpg")
+    h, w = kite.shape[:2]
+    background = [kite, kite[: h // 2, : w // 2], kite[h // 3 :, w // 3 :], horses, horses[:, : horses.shape[1] // 2]]
+    tops, car_p = classifier.predict_regions([car, *background], top_k=5)
+    assert car_p.shape == (6,) and car_p.dtype == np.float32
+    assert float(car_p[0]) > 0.5
+    assert float(car_p[1:].max()) < 0.2
+    assert tops[0][0][0] == "Audi"
+    assert all(len(top) == 5 and all(make in classifier.labels for make, _ in top) for top in tops)
+
+
+def test_same_backbone_run_gives_the_same_brand_scores_as_predict(
+    classifier: BrandClassifier, scenes_dir: Path
+) -> None:
+    image = rgb(scenes_dir / "times-square.png")
+    crops = [image, image[:200, :300], image[100:, 200:]]
+    tops, _ = classifier.predict_regions(crops, top_k=3)
+    assert tops == classifier.predict(crops, top_k=3)
+
+
+def test_empty_and_invalid_input(classifier: BrandClassifier) -> None:
+    tops, car_p = classifier.predict_regions([])
+    assert tops == [] and car_p.shape == (0,)
+    with pytest.raises(ValueError):
+        classifier.predict_regions([np.zeros((4, 4, 3), np.uint8)], top_k=0)
+
+
+def test_feature_output_is_the_pooled_1280_vector_and_keeps_the_probabilities() -> None:
+    model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
+    rewritten, position = with_feature_output(model)
+    assert position == 1
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=rewritten, num_threads=1)
+    interp.allocate_tensors()
+    outputs = interp.get_output_details()
+    assert list(outputs[1]["shape"]) == [1, 1280] and list(outputs[0]["shape"]) == [1, 49]
+
+
+def test_imagenet_head_and_car_classes() -> None:
+    head = imagenet_head()
+    assert head.weight.shape == (1000, 1280) and head.bias.shape == (1000,)
+    assert {817, 511, 656, 436} <= set(CAR_CLASSES)  # sports car, convertible, minivan, beach wagon
+    probs = car_probability(np.zeros((2, 1280), np.float32), head)
+    assert probs.shape == (2,) and np.all((probs >= 0) & (probs <= 1))
+
+
+def test_without_feature_output_there_is_no_predict_regions() -> None:
+    model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
+    labels = [f"m{i}" for i in range(49)]
+    ok = BrandClassifier(model=model, version="v", labels=labels)
+    assert hasattr(ok, "predict_regions")
+    broken = BrandClassifier.__new__(BrandClassifier)
+    broken._feature_output = None
+    broken._car_head = None
+    broken._regions_unavailable = "test"
+    assert not hasattr(broken, "predict_regions")

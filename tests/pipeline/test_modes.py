@@ -1,0 +1,108 @@
+"""The three analysis modes with the real models on the real scenes (tests/pipeline/test_analysis.py has fakes)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carspot.pipeline.analysis import Analysis
+from carspot.pipeline.app import load_analysis
+from carspot.pipeline.message import Post
+from carspot.pipeline.scenes import validation_cars
+from carspot.pipeline.settings import Settings
+
+MODES = ("standard", "region-search", "detector")
+
+
+@pytest.fixture(scope="module")
+def analysis(shared_dir: Path) -> Analysis:
+    return load_analysis(Settings(shared_dir=shared_dir, _env_file=None))  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def labels() -> set[str]:
+    from carspot.classifier.registry import current_version, read_manifest
+
+    models = Settings(_env_file=None).model_dir  # type: ignore[call-arg]
+    version = current_version(models)
+    assert version is not None
+    return set(read_manifest(models, version)["labels"])
+
+
+def post_for(image: np.ndarray, mode: str) -> Post:
+    return Post(
+        post_id="p",
+        source="test",
+        ingested_at=datetime.now(UTC),
+        image_sha256=hashlib.sha256(image.tobytes()).hexdigest(),
+        width=image.shape[1],
+        height=image.shape[0],
+        image=b"x",
+        mode=mode,
+    )
+
+
+def rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_all_three_modes_are_built(analysis: Analysis) -> None:
+    assert set(MODES) <= set(analysis.modes)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_gives_a_valid_top5_on_every_scene(
+    analysis: Analysis, labels: set[str], scenes_dir: Path, mode: str
+) -> None:
+    scenes = sorted(p for p in scenes_dir.iterdir() if p.suffix in {".jpg", ".png"})
+    assert len(scenes) >= 8
+    for scene in scenes:
+        image = rgb(scene)
+        record = analysis(post_for(image, mode), image)
+        assert record.mode == mode
+        brands = record.brands
+        if mode == "standard":
+            assert len(brands) == 5, scene.name
+        assert len(brands) <= 5
+        assert [b.rank for b in brands] == list(range(1, len(brands) + 1)), scene.name
+        assert all(0.0 <= b.score <= 1.0 and b.make in labels for b in brands), scene.name
+        assert [b.score for b in brands] == sorted((b.score for b in brands), reverse=True)
+        for region in record.regions:
+            assert 0 <= region.x1 < region.x2 <= image.shape[1] and 0 <= region.y1 < region.y2 <= image.shape[0]
+            assert len(region.brands) <= 5 and all(b.make in labels for b in region.brands)
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_region_search_finds_one_small_car_in_a_car_free_scene(shared_dir: Path, scenes_dir: Path) -> None:
+    # 64 proposals: the default 32 is an evenly spaced sample of ~180 and missed this car's box (measured: same
+    # top-5 on the bench composites at 1.5x the throughput); recall of a small car needs the denser sample.
+    analysis = load_analysis(
+        Settings(shared_dir=shared_dir, proposal_max_count=64, _env_file=None)  # type: ignore[call-arg]
+    )
+    cars = validation_cars(shared_dir / "data" / "stanford-cars" / "labels.csv")
+    sample = cars["BMW"][0] if "BMW" in cars else next(iter(cars.values()))[0]
+    scene = Image.open(scenes_dir / "kite.jpg").convert("RGB")
+    car = Image.open(sample.path).convert("RGB")
+    area = 0.08 * scene.width * scene.height
+    w = round((area * car.width / car.height) ** 0.5)
+    h = round(area / w)
+    x, y = scene.width // 3, scene.height - h - scene.height // 12
+    scene.paste(car.resize((w, h), Image.Resampling.BILINEAR), (x, y))
+    image = np.asarray(scene)
+    record = analysis(post_for(image, "region-search"), image)
+    assert record.regions, "no car region found"
+    truth = (float(x), float(y), float(x + w), float(y + h))
+    best = max(iou((r.x1, r.y1, r.x2, r.y2), truth) for r in record.regions)
+    assert best >= 0.3, [(r.x1, r.y1, r.x2, r.y2, r.score) for r in record.regions]
+    assert record.brands and len(record.brands) <= 5
