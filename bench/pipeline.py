@@ -99,6 +99,9 @@ def main() -> None:
         "CARSPOT_DLQ_TOPIC": dlq,
         "CARSPOT_SHARED_DIR": str(settings.shared_dir.resolve()),
         "CARSPOT_LOG_LEVEL": "WARNING",
+        # The posts are crops of the same few scenes, which the perceptual hash rightly links as one picture;
+        # the benchmark wants every post analysed.
+        "CARSPOT_PHASH_DEDUP": "false",
     }
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -42,6 +42,16 @@ __all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
 log = logging.getLogger("carspot.classifier.serving")
 
 
+def _bucket(n: int, max_batch: int) -> int:
+    """The interpreter batch size for ``n`` crops: the next power of two, at most ``max_batch``.
+
+    Every interpreter keeps its own tensor arena; one per distinct crop count grew a worker to 1.2 GB RSS."""
+    size = 1
+    while size < n:
+        size *= 2
+    return min(size, max_batch)
+
+
 class BrandClassifier:
     """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
 
@@ -107,14 +117,18 @@ class BrandClassifier:
         with self._lock:
             for start in range(0, len(crops), self._max_batch):
                 chunk = crops[start : start + self._max_batch]
+                n = len(chunk)
                 batch = np.stack([to_input(c) for c in chunk]).astype(np.float32)
-                interp = self._interpreter(len(chunk))
+                size = _bucket(n, self._max_batch)
+                if size > n:  # pad to the bucket: one interpreter per power of two, not one per count
+                    batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), np.float32)])
+                interp = self._interpreter(size)
                 interp.set_tensor(interp.get_input_details()[0]["index"], batch)
                 interp.invoke()
                 outputs = interp.get_output_details()
-                out[start : start + len(chunk)] = interp.get_tensor(outputs[0]["index"])
+                out[start : start + n] = interp.get_tensor(outputs[0]["index"])[:n]
                 if feats is not None:
-                    feats[start : start + len(chunk)] = interp.get_tensor(outputs[self._feature_output]["index"])
+                    feats[start : start + n] = interp.get_tensor(outputs[self._feature_output]["index"])[:n]
         return out, feats
 
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
