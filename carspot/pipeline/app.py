@@ -10,10 +10,13 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from carspot.detector.detections import CarDetector
 from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
 from carspot.ingest.images import NormalizedImage, normalize_image
+from carspot.ingest.loop import IngestedPost, IngestStats, Rejection, run_ingest
+from carspot.ingest.phash import NearDuplicateIndex
 from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
 from carspot.pipeline.analysis import (
     Analysis,
@@ -71,6 +74,54 @@ def make_deduplicator(settings: Settings, *, in_memory: bool = False) -> Dedupli
         return InMemoryDeduplicator()
     return RedisDeduplicator.from_url(
         settings.redis_url.get_secret_value(), ttl_s=settings.dedup_ttl_s, prefix=settings.redis_key_prefix
+    )
+
+
+def make_near_duplicates(settings: Settings, *, in_memory: bool = False) -> NearDuplicateIndex | None:
+    """The perceptual-hash index (Redis when configured), or None when ``phash_dedup`` is off."""
+    from carspot.ingest.phash import InMemoryPhashIndex, RedisPhashIndex
+
+    if not settings.phash_dedup:
+        return None
+    if in_memory or settings.redis_url is None:
+        return InMemoryPhashIndex(threshold=settings.phash_threshold)
+    return RedisPhashIndex.from_url(
+        settings.redis_url.get_secret_value(),
+        threshold=settings.phash_threshold,
+        prefix=settings.redis_key_prefix,
+        ttl_s=settings.dedup_ttl_s,
+    )
+
+
+class Emitter(Protocol):
+    """Where the ingest loop puts accepted posts and rejections (e.g. ``SinkEmitter``)."""
+
+    def emit(self, ingested: IngestedPost) -> None: ...
+
+    def reject(self, rejection: Rejection) -> None: ...
+
+
+def ingest_posts(
+    settings: Settings,
+    posts: Iterable[RawPost | BrokenRecord],
+    *,
+    emitter: Emitter,
+    should_stop: Callable[[], bool],
+    max_posts: int | None = None,
+    in_memory: bool = False,
+) -> IngestStats:
+    """The ingest loop with everything Settings decide: normalising, de-duplication (by id, sha256 and
+    perceptual hash; in memory for the embedded default), dead-letter size. Every source goes through here."""
+    return run_ingest(
+        posts,
+        emit=emitter.emit,
+        reject=emitter.reject,
+        dedup=make_deduplicator(settings, in_memory=in_memory),
+        normalize=make_normalizer(settings),
+        near_duplicates=make_near_duplicates(settings, in_memory=in_memory),
+        max_posts=max_posts,
+        should_stop=should_stop,
+        max_dlq_bytes=settings.dlq_max_original_bytes,
     )
 
 

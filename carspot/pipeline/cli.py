@@ -167,9 +167,7 @@ def ingest(
 
 
 def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str | None) -> None:
-    from carspot.ingest.loop import run_ingest
-    from carspot.pipeline.app import make_deduplicator, make_normalizer, open_source
-    from carspot.pipeline.ingest_http import make_near_duplicates
+    from carspot.pipeline.app import ingest_posts, open_source
     from carspot.pipeline.ingesting import SinkEmitter
     from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSink, make_producer
     from carspot.pipeline.lifecycle import install_stop_handlers
@@ -188,16 +186,12 @@ def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str 
     stopping = threading.Event()
     install_stop_handlers(stopping.set)
     try:
-        stats = run_ingest(
+        stats = ingest_posts(
+            s,
             posts,
-            emit=emitter.emit,
-            reject=emitter.reject,
-            dedup=make_deduplicator(s),
-            normalize=make_normalizer(s),
-            near_duplicates=make_near_duplicates(s),
-            max_posts=max_posts,
+            emitter=emitter,
             should_stop=stopping.is_set,
-            max_dlq_bytes=s.dlq_max_original_bytes,
+            max_posts=max_posts,
         )
     finally:
         emitter.flush()

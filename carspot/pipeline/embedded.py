@@ -16,10 +16,10 @@ from typing import Any
 
 from carspot.ingest.errors import ImageError
 from carspot.ingest.images import decode_jpeg_rgb
-from carspot.ingest.loop import IngestStats, run_ingest
+from carspot.ingest.loop import IngestStats
 from carspot.pipeline.app import (
+    ingest_posts,
     load_analysis,
-    make_deduplicator,
     make_normalizer,
     open_source,
     open_store,
@@ -95,15 +95,13 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
 
     def ingest() -> None:
         try:
-            result = run_ingest(
+            result = ingest_posts(
+                settings,
                 posts,
-                emit=emitter.emit,
-                reject=emitter.reject,
-                dedup=make_deduplicator(settings, in_memory=True),
-                normalize=make_normalizer(settings),
-                max_posts=max_posts,
+                emitter=emitter,
                 should_stop=stopping.is_set,
-                max_dlq_bytes=settings.dlq_max_original_bytes,
+                max_posts=max_posts,
+                in_memory=True,
             )
             stats.append(result)
         except BaseException as exc:

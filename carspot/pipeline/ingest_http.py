@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 
 from carspot.ingest.fetch import AddressPolicy, FetchLimits, SafeFetcher
 from carspot.ingest.loop import IngestedPost, Rejection
-from carspot.pipeline.app import ConfigError, make_deduplicator, make_normalizer
+from carspot.pipeline.app import ConfigError, make_deduplicator, make_near_duplicates, make_normalizer
 from carspot.pipeline.ingesting import dead_letter_from, post_from
 from carspot.pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
-    from carspot.ingest.phash import NearDuplicateIndex
 
 log = logging.getLogger("carspot.pipeline.ingest_http")
 
@@ -38,22 +37,6 @@ def make_fetcher(settings: Settings) -> SafeFetcher:
             attempts=settings.fetch_attempts,
             backoff_max_s=settings.fetch_backoff_max_s,
         ),
-    )
-
-
-def make_near_duplicates(settings: Settings, *, in_memory: bool = False) -> NearDuplicateIndex | None:
-    """The perceptual-hash index (Redis when configured), or None when ``phash_dedup`` is off."""
-    from carspot.ingest.phash import InMemoryPhashIndex, RedisPhashIndex
-
-    if not settings.phash_dedup:
-        return None
-    if in_memory or settings.redis_url is None:
-        return InMemoryPhashIndex(threshold=settings.phash_threshold)
-    return RedisPhashIndex.from_url(
-        settings.redis_url.get_secret_value(),
-        threshold=settings.phash_threshold,
-        prefix=settings.redis_key_prefix,
-        ttl_s=settings.dedup_ttl_s,
     )
 
 

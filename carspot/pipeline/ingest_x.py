@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from carspot.ingest.loop import IngestedPost, IngestStats, Rejection, run_ingest
+from carspot.ingest.loop import IngestedPost, IngestStats, Rejection
 from carspot.ingest.x import (
     CheckpointStore,
     InMemoryCheckpoint,
@@ -30,8 +30,8 @@ from carspot.ingest.x import (
     make_rules_client,
     sync_rules,
 )
-from carspot.pipeline.app import ConfigError, make_deduplicator, make_normalizer
-from carspot.pipeline.ingest_http import make_fetcher, make_near_duplicates
+from carspot.pipeline.app import ConfigError, ingest_posts
+from carspot.pipeline.ingest_http import make_fetcher
 from carspot.pipeline.settings import Settings
 
 log = logging.getLogger("carspot.pipeline.ingest_x")
@@ -194,16 +194,12 @@ def run_x_ingest(
         install_stop_handlers(stop)
     ok = False
     try:
-        stats = run_ingest(
+        stats = ingest_posts(
+            settings,
             source,
-            emit=emitter.emit,
-            reject=emitter.reject,
-            dedup=make_deduplicator(settings),
-            normalize=make_normalizer(settings),
-            near_duplicates=make_near_duplicates(settings),
-            max_posts=max_posts,
+            emitter=emitter,
             should_stop=stopping.is_set,
-            max_dlq_bytes=settings.dlq_max_original_bytes,
+            max_posts=max_posts,
         )
         ok = True
     finally:
