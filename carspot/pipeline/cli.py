@@ -168,21 +168,11 @@ def ingest(
 
 def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str | None) -> None:
     from carspot.pipeline.app import ingest_posts, open_source
-    from carspot.pipeline.ingesting import SinkEmitter
-    from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSink, make_producer
+    from carspot.pipeline.kafka_io import kafka_emitter
     from carspot.pipeline.lifecycle import install_stop_handlers
 
     posts = open_source(source, settings=s)
-    producer = make_producer(
-        bootstrap=s.kafka_bootstrap,
-        max_message_bytes=s.kafka_max_message_bytes,
-        compression=s.kafka_compression,
-    )
-    emitter = SinkEmitter(
-        posts=KafkaPostSink(producer=producer, topic=s.posts_topic),
-        dead_letters=KafkaDeadLetterSink(producer=producer, topic=s.dlq_topic),
-        mode=mode,
-    )
+    producer, emitter = kafka_emitter(s, mode=mode)
     stopping = threading.Event()
     install_stop_handlers(stopping.set)
     try:

@@ -134,8 +134,7 @@ def run_x_ingest(
     install_signals: bool = True,
 ) -> XRunSummary:
     """Sync the stream rules (stream mode), then ingest from X into Kafka until stopped or ``max_posts``."""
-    from carspot.pipeline.ingesting import SinkEmitter
-    from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSink, make_producer
+    from carspot.pipeline.kafka_io import kafka_emitter
 
     token = bearer_token(settings)
     chosen_mode = mode or settings.x_mode
@@ -166,16 +165,7 @@ def run_x_ingest(
         max_pages=settings.x_search_max_pages,
         backoff_cap_s=settings.x_backoff_max_s,
     )
-    producer = make_producer(
-        bootstrap=settings.kafka_bootstrap,
-        max_message_bytes=settings.kafka_max_message_bytes,
-        compression=settings.kafka_compression,
-    )
-    sinks = SinkEmitter(
-        posts=KafkaPostSink(producer=producer, topic=settings.posts_topic),
-        dead_letters=KafkaDeadLetterSink(producer=producer, topic=settings.dlq_topic),
-        mode=analysis_mode,
-    )
+    producer, sinks = kafka_emitter(settings, mode=analysis_mode)
     emitter = CheckpointingEmitter(
         emit=sinks.emit,
         reject=sinks.reject,

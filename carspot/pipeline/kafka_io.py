@@ -12,7 +12,9 @@ from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from carspot.pipeline.deadletter import DeadLetter
+from carspot.pipeline.ingesting import SinkEmitter
 from carspot.pipeline.ports import Incoming
+from carspot.pipeline.settings import Settings
 
 log = logging.getLogger("carspot.pipeline.kafka")
 
@@ -128,3 +130,18 @@ class KafkaPostSource:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def kafka_emitter(settings: Settings, *, mode: str | None = None) -> tuple[KafkaProducer, SinkEmitter]:
+    """One producer for the posts and the dead letters of an ingest process, and the emitter over it."""
+    producer = make_producer(
+        bootstrap=settings.kafka_bootstrap,
+        max_message_bytes=settings.kafka_max_message_bytes,
+        compression=settings.kafka_compression,
+    )
+    emitter = SinkEmitter(
+        posts=KafkaPostSink(producer=producer, topic=settings.posts_topic),
+        dead_letters=KafkaDeadLetterSink(producer=producer, topic=settings.dlq_topic),
+        mode=mode,
+    )
+    return producer, emitter
