@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class RunSummary:
     seconds: float
     database: str
     dead_letter_file: Path
+    top_makes: tuple[tuple[str, int], ...] = ()  # rank-1 make -> images, over the run's analyses
 
     def render(self) -> str:
         rejected = sum(self.ingest.rejected.values()) + sum(self.worker.dead_letters.values())
@@ -48,6 +49,7 @@ class RunSummary:
             f"posts read      {self.ingest.seen}",
             f"images analysed {self.worker.analyses}  (+{self.worker.links} reposts linked to an analysis)",
             f"cars found      {self.worker.cars}",
+            "top makes       " + (", ".join(f"{make} {n}" for make, n in self.top_makes) or "none"),
             f"rejected        {rejected}  {dict(self.ingest.rejected + self.worker.dead_letters)}",
             f"time            {self.seconds:.2f} s  ({rate:.1f} images/s)",
             f"results         {self.database}",
@@ -110,19 +112,35 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
             queue.close_for_writing()
 
     started = time.monotonic()
+    run_started = datetime.now(UTC)
     producer = threading.Thread(target=ingest, name="carspot-ingest", daemon=True)
     producer.start()
     worker_stats = worker.run(until=lambda: queue.drained)
     producer.join()
     if errors:
         raise RuntimeError("ingest failed") from errors[0]
+    finished = datetime.now(UTC)
     return RunSummary(
         ingest=stats[0],
         worker=worker_stats,
         seconds=time.monotonic() - started,
         database=url,
         dead_letter_file=dead_letters.path,
+        top_makes=top_makes(url, since=run_started, until=finished + timedelta(seconds=1)),
     )
+
+
+def top_makes(url: str, *, since: datetime, until: datetime, limit: int = 5) -> tuple[tuple[str, int], ...]:
+    """The most frequent rank-1 makes of the images analysed in the window (the dashboard's brand share)."""
+    from carspot.store.engine import create_engine_for
+    from carspot.store.queries import brand_share
+
+    engine = create_engine_for(url)
+    try:
+        shares = brand_share(engine, since=since, until=until)
+    finally:
+        engine.dispose()
+    return tuple((s.make, s.images) for s in shares if s.images > 0)[:limit]
 
 
 def analyze_files(*, settings: Settings, paths: Sequence[Path]) -> list[dict[str, Any]]:

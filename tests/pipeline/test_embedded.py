@@ -39,7 +39,8 @@ def test_run_on_scenes_with_bad_files_stores_every_good_image_and_dead_letters_t
     assert table_counts(summary.database) == {"posts": 9, "analyses": 8, "regions": summary.worker.cars}
     letters = [json.loads(line) for line in summary.dead_letter_file.read_text().splitlines()]
     assert sorted(letter["reason"] for letter in letters) == ["empty", "not_an_image"]
-    assert "cars found" in summary.render()
+    assert "cars found" in summary.render() and "top makes" in summary.render()
+    assert summary.top_makes and sum(n for _make, n in summary.top_makes) <= 3  # three scenes show cars
 
     again = run_embedded(settings=settings, source=f"folder:{folder}")  # the same folder again
     assert again.ingest.seen == 11
