@@ -56,12 +56,12 @@ import numpy.typing as npt
 
 from carspot.detector.detections import Detections
 from carspot.detector.errors import (
-    InvalidImageError,
     ModelFormatError,
     ModelIntegrityError,
     ModelLoadError,
     ModelNotFoundError,
 )
+from carspot.detector.images import check_image
 from carspot.detector.nms import suppress
 
 __all__ = [
@@ -419,7 +419,7 @@ class CenterNetDetector:
 
     def __call__(self, image_rgb: np.ndarray) -> Detections:
         """Car boxes in `image_rgb` (HxWx3 uint8, RGB), in its own pixels, most confident first."""
-        _check_image(image_rgb)
+        check_image(image_rgb)
         height, width = image_rgb.shape[:2]
         batch, scale = letterbox(image_rgb)
         outputs = self.forward(batch)
@@ -484,15 +484,6 @@ def decode(
         [centre_x - edges[:, 0], centre_y - edges[:, 1], centre_x + edges[:, 2], centre_y + edges[:, 3]], axis=1
     ).astype(np.float32)
     return boxes, heat[ys, xs, which].astype(np.float32), channels[which].astype(np.int32)
-
-
-def _check_image(image: Any) -> None:
-    if not isinstance(image, np.ndarray):
-        raise InvalidImageError(f"expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidImageError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InvalidImageError(f"the image is empty: {image.shape}")
 
 
 def load_centernet(

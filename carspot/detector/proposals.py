@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from carspot.detector.detections import Detections
-from carspot.detector.errors import InvalidImageError
+from carspot.detector.images import check_image
 from carspot.detector.nms import non_max_suppression
 
 __all__ = [
@@ -273,7 +273,7 @@ def load_proposer(
             return np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:] + 1.0], axis=1)
 
     def proposer(image_rgb: np.ndarray) -> Proposals:
-        _check_image(image_rgb)
+        check_image(image_rgb)
         height, width = image_rgb.shape[:2]
         small = _downscale(image_rgb, max_side=max_side, resize=cv2.resize, interpolation=cv2.INTER_AREA)
         boxes = raw_boxes(small)
@@ -320,12 +320,3 @@ def _downscale(image: np.ndarray, *, max_side: int | None, resize: Any, interpol
     factor = max_side / max(height, width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     return np.asarray(resize(image, size, interpolation=interpolation))
-
-
-def _check_image(image: Any) -> None:
-    if not isinstance(image, np.ndarray):
-        raise InvalidImageError(f"expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidImageError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InvalidImageError(f"the image is empty: {image.shape}")

@@ -33,11 +33,11 @@ import numpy.typing as npt
 
 from carspot.detector.detections import Detections
 from carspot.detector.errors import (
-    InvalidImageError,
     ModelFormatError,
     ModelIntegrityError,
     ModelNotFoundError,
 )
+from carspot.detector.images import check_image
 from carspot.detector.nms import suppress
 
 __all__ = [
@@ -143,7 +143,7 @@ class YoloFastestV2Detector:
 
     def __call__(self, image_rgb: np.ndarray) -> Detections:
         """Car boxes in `image_rgb` (HxWx3 uint8, RGB), in its own pixel coordinates, most confident first."""
-        _check_image(image_rgb)
+        check_image(image_rgb)
         height, width = image_rgb.shape[:2]
         output = self.forward(image_rgb)
         boxes, scores, class_ids = self._decode(output)
@@ -164,7 +164,7 @@ class YoloFastestV2Detector:
 
     def forward(self, image_rgb: np.ndarray) -> npt.NDArray[np.float32]:
         """The raw `(rows, 95)` output for one image; kept public for inspection and benchmarks only."""
-        _check_image(image_rgb)
+        check_image(image_rgb)
         # RGB in, BGR to the network (see the module docstring); blobFromImage resizes with INTER_LINEAR.
         blob = self._blob_from_image(
             image_rgb,
@@ -202,15 +202,6 @@ class YoloFastestV2Detector:
             scores[rows, anchors].astype(np.float32),
             best_class[rows].astype(np.int32),
         )
-
-
-def _check_image(image: Any) -> None:
-    if not isinstance(image, np.ndarray):
-        raise InvalidImageError(f"expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidImageError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InvalidImageError(f"the image is empty: {image.shape}")
 
 
 def _read_class_names(path: Path) -> tuple[str, ...]:

@@ -28,22 +28,9 @@ from carspot.detector import (
     registry_integrity,
 )
 from carspot.detector.centernet import decode, letterbox
+from tests.detector.scenes import PICKUP_IN_DOG, SCENES, TAXI_IN_TIMES_SQUARE
 
 LoadScene = Callable[[str], np.ndarray]
-
-SCENES = [
-    "bus.jpg",
-    "dog.jpg",
-    "horses.jpg",
-    "kite.jpg",
-    "person.jpg",
-    "street-000004.jpg",
-    "street-000230.jpg",
-    "times-square.png",
-]
-# Drawn by hand on the images (xyxy pixels); the same boxes the Yolo-FastestV2 tests use.
-TAXI_IN_TIMES_SQUARE = [118, 475, 437, 617]
-PICKUP_IN_DOG = [465, 75, 690, 170]
 
 
 def test_times_square_has_at_least_four_cars_and_the_taxi(centernet: CenterNetDetector, load_scene: LoadScene) -> None:
