@@ -1,9 +1,11 @@
 """The analysis modes side by side on the labelled composite scenes: throughput and top-5 accuracy.
 
-Throughput is the whole pipeline from a decoded image to its top-5 makes on this machine's cores (the detector,
-the proposals and the classifier runtime each use the threads their libraries run without the GIL).
+Throughput is the whole pipeline from a decoded image to its top-5 makes on this machine's cores: by default
+one worker process per core, each single-threaded, sharing the images (how ops deploy CarSpot); with
+``--workers 1``, one process whose libraries use their own threads.
 
-    .venv/bin/python bench/modes.py [--scenes DIR] [--count 120] [--modes standard,region-search,detector] [--json]
+    .venv/bin/python bench/modes.py [--scenes DIR] [--count 120] [--modes standard,region-search,detector]
+                                    [--workers N] [--json]
 
 With --json the last line is {"standard": {"images_per_s": …, "top5": …}, "region-search": {…}, "detector": {…}}.
 Asserts nothing.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=Path, help="an existing `carspot scenes make` folder")
     parser.add_argument("--count", type=int, default=120, help="composites to make when --scenes is not given")
     parser.add_argument("--modes", default="standard,region-search,detector")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -47,7 +51,10 @@ def main() -> None:
                 out_dir=folder,
                 count=args.count,
             )
-        comparison = compare_path(folder / "labels.csv", analysis=analysis, modes=modes)
+        comparison = compare_path(
+            folder / "labels.csv", analysis=analysis, settings=settings, modes=modes, workers=args.workers
+        )
+    print(f"{args.workers} worker process(es) on {os.cpu_count()} cores")
     print(comparison.render())
     figures = {
         r.mode: {

@@ -1,7 +1,8 @@
 """Image preprocessing shared by training and serving, and the social-media-like augmentation.
 
 Serving and training must resize the same way, or the model sees a different distribution at run time: both
-call `to_input` (PIL bilinear to 224x224, the whole crop squashed, no centre cut, so a wide car keeps its ends).
+call `to_input` (OpenCV, area-averaged to 224x224, the whole crop squashed, no centre cut: a wide car keeps
+its ends).
 
 Augmented views imitate what people post: loose or tight crops and zoom (random crop and scale, or padding as if
 the box were loose), mirror images, colour casts and filters, blur and low resolution, recompression at a low
@@ -22,10 +23,21 @@ INPUT_SIZE: Final = 224
 
 
 def to_input(image: np.ndarray, *, size: int = INPUT_SIZE) -> np.ndarray:
-    """An HxWx3 uint8 RGB image as the network's size x size x 3 uint8 input."""
-    if image.shape[0] == size and image.shape[1] == size:
+    """An HxWx3 uint8 RGB image as the network's size x size x 3 uint8 input (the whole image, squashed).
+
+    OpenCV, not PIL: a 1441x731 photo takes 0.7 ms instead of 6.7 ms, which is most of standard mode's budget.
+    Large images go bilinear to twice the size, then area-averaged (anti-aliased) to the input; images smaller
+    than the input on a side are enlarged bilinearly (area "enlarging" is nearest-neighbour)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    if height == size and width == size:
         return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    if height < size or width < size:
+        return np.asarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+    if height > 2 * size and width > 2 * size:
+        image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, *, size: int = INPUT_SIZE) -> np.ndarray:

@@ -30,7 +30,16 @@ from carspot.classifier.backbone import SOURCE_SHA256, source_weights_path
 from carspot.classifier.errors import ModelIntegrityError, ModelLoadError
 from carspot.classifier.pth_reader import read_legacy_state_dict
 
-__all__ = ["CAR_CLASSES", "LOGIT_SCALE", "ImageNetHead", "car_probability", "imagenet_head", "with_feature_output"]
+__all__ = [
+    "CAR_CLASSES",
+    "LOGIT_SCALE",
+    "FeatureOutputs",
+    "ImageNetHead",
+    "car_probability",
+    "imagenet_head",
+    "with_feature_output",
+    "with_feature_outputs",
+]
 
 CAR_CLASSES: Final[dict[int, str]] = {
     407: "ambulance",
@@ -112,36 +121,61 @@ def car_probability(features: npt.NDArray[np.float32], head: ImageNetHead) -> np
     return np.clip(exp[:, head.car_rows].sum(axis=1) / total, 0.0, 1.0).astype(np.float32)
 
 
-def with_feature_output(model: bytes) -> tuple[bytes, int]:
-    """The model with the pooled features (the last FULLY_CONNECTED's input) appended to its outputs.
+@dataclass(frozen=True)
+class FeatureOutputs:
+    """Where the extra outputs of `with_feature_outputs`' model sit in ``get_output_details()``."""
 
-    Returns the new model and the feature output's position in ``get_output_details()``."""
+    pooled: int
+    """The pooled 1280 features (the brand head's input)."""
+    feature_map: int | None
+    """The 1280-channel map before pooling (``batch x H/32 x W/32 x 1280``), when pooling is one MEAN op."""
+
+
+def with_feature_outputs(model: bytes) -> tuple[bytes, FeatureOutputs]:
+    """The model with the pooled features (the last FULLY_CONNECTED's input) and, when that is a MEAN over the
+    feature map, the map itself appended to its outputs.
+
+    The map lets region search score many boxes from one whole-image pass (`carspot.classifier.regions`)."""
     from ai_edge_litert import schema_py_generated as schema
 
     try:
         root = schema.ModelT.InitFromPackedBuf(model, 0)
         graph = root.subgraphs[0]
         codes = root.operatorCodes
-        fc_code = schema.BuiltinOperator.FULLY_CONNECTED
 
         def builtin(op: Any) -> int:
             code = codes[op.opcodeIndex]
             return int(max(code.builtinCode, code.deprecatedBuiltinCode))
 
-        fcs = [op for op in graph.operators if builtin(op) == fc_code]
+        fcs = [op for op in graph.operators if builtin(op) == schema.BuiltinOperator.FULLY_CONNECTED]
         if not fcs:
             raise ModelLoadError("the classifier has no FULLY_CONNECTED layer to take the features from")
         feature = int(fcs[-1].inputs[0])
         shape = list(graph.tensors[feature].shape)
         if shape[-1] != 1280 or len(shape) != 2:
             raise ModelLoadError(f"the brand head's input is {shape}, expected [batch, 1280] pooled features")
+        pooling = [op for op in graph.operators if feature in [int(o) for o in op.outputs]]
+        feature_map = None
+        if pooling and builtin(pooling[0]) == schema.BuiltinOperator.MEAN:
+            candidate = int(pooling[0].inputs[0])
+            if len(graph.tensors[candidate].shape) == 4 and graph.tensors[candidate].shape[-1] == 1280:
+                feature_map = candidate
         outputs = [int(i) for i in graph.outputs]
-        if feature not in outputs:
-            graph.outputs = [*outputs, feature]
+        extra = [t for t in (feature, feature_map) if t is not None and t not in outputs]
+        graph.outputs = [*outputs, *extra]
         builder = flatbuffers.Builder(len(model) + 4096)
         builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output()), [*outputs, feature].index(feature)
+        order = [*outputs, *extra]
+        return bytes(builder.Output()), FeatureOutputs(
+            pooled=order.index(feature), feature_map=None if feature_map is None else order.index(feature_map)
+        )
     except ModelLoadError:
         raise
     except Exception as exc:  # a malformed flatbuffer surfaces as any of several errors
-        raise ModelLoadError(f"cannot add the feature output to the classifier: {exc}") from exc
+        raise ModelLoadError(f"cannot add the feature outputs to the classifier: {exc}") from exc
+
+
+def with_feature_output(model: bytes) -> tuple[bytes, int]:
+    """The model with the pooled features appended to its outputs, and their position in the outputs."""
+    rewritten, positions = with_feature_outputs(model)
+    return rewritten, positions.pooled

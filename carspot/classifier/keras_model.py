@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -188,12 +188,21 @@ def build_classifier(
     return keras.Model(backbone.input, probs, name="carspot_brand_classifier")
 
 
-def export_tflite(model: keras.Model, path: Path) -> None:
-    """A float32 TFLite flatbuffer with a dynamic batch dimension (LiteRT's XNNPACK runs it on CPU)."""
+def export_tflite(model: keras.Model, path: Path, *, calibration: Iterable[np.ndarray] | None = None) -> None:
+    """A TFLite flatbuffer with a dynamic batch dimension (LiteRT's XNNPACK runs it on CPU).
+
+    Float32 by default. With ``calibration`` (raw-pixel inputs, ``1 x size x size x 3`` float32, a few hundred
+    training views), weights and activations are quantized to int8 (post-training, per-channel weights),
+    keeping float pixels in and float probabilities out: a quarter of the size and, measured on this project's
+    AVX2 CPU, about 5 % faster per crop at one thread per process (see models/README.md)."""
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="pixels")
     with tempfile.TemporaryDirectory() as tmp:
         model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if calibration is not None:
+            views = list(calibration)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([view] for view in views)
         path.write_bytes(converter.convert())
 
 

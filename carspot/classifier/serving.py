@@ -52,6 +52,15 @@ def _bucket(n: int, max_batch: int) -> int:
     return min(size, max_batch)
 
 
+def _dequantized(interp: Any, detail: dict[str, Any]) -> np.ndarray:
+    """An output as float32: an int8 model's internal tensors (the pooled features) carry a scale and zero point."""
+    values = interp.get_tensor(detail["index"])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if values.dtype == np.float32 or not scale:
+        return np.asarray(values, dtype=np.float32)
+    return ((values.astype(np.float32) - float(zero_point)) * float(scale)).astype(np.float32)
+
+
 class BrandClassifier:
     """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
 
@@ -65,15 +74,18 @@ class BrandClassifier:
         self._feature_output: int | None = None
         self._car_head: Any = None
         self._regions_unavailable = ""
+        self._map_output: int | None = None
         try:
-            from carspot.classifier.car_head import imagenet_head, with_feature_output
+            from carspot.classifier.car_head import imagenet_head, with_feature_outputs
 
-            self._model, self._feature_output = with_feature_output(model)
+            self._model, positions = with_feature_outputs(model)
+            self._feature_output, self._map_output = positions.pooled, positions.feature_map
             self._car_head = imagenet_head()
         except Exception as exc:  # region search is optional: the brand model still serves without it
             self._model, self._feature_output = model, None
             self._regions_unavailable = str(exc)
             log.warning("region search unavailable with this classifier: %s", exc)
+        self._map_interpreters: dict[int, Any] = {}
         self._threads = threads
         self._max_batch = max_batch
         self._interpreters: dict[int, Any] = {}
@@ -128,7 +140,7 @@ class BrandClassifier:
                 outputs = interp.get_output_details()
                 out[start : start + n] = interp.get_tensor(outputs[0]["index"])[:n]
                 if feats is not None:
-                    feats[start : start + n] = interp.get_tensor(outputs[self._feature_output]["index"])[:n]
+                    feats[start : start + n] = _dequantized(interp, outputs[self._feature_output])[:n]
         return out, feats
 
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -160,6 +172,41 @@ class BrandClassifier:
         probs, feats = self._run(crops, features=True)
         assert feats is not None
         return self._top_k(probs, top_k), car_probability(feats, self._car_head)
+
+    @property
+    def region_car_scores(self) -> Callable[..., np.ndarray]:
+        """``region_car_scores(image, boxes, *, size=448)`` -> per box P(car), from ONE backbone run over the
+        whole image at ``size`` x ``size``: the feature map pooled inside each box, then the ImageNet head
+        (`carspot.classifier.regions`). Coarser than a crop's own pass; region search uses it to pick which
+        proposals get that pass. An AttributeError (``hasattr`` False) when the model has no such map."""
+        if self._map_output is None or self._car_head is None:
+            raise AttributeError(f"region_car_scores: unavailable ({self._regions_unavailable or 'no feature map'})")
+        return self._region_car_scores
+
+    def _region_car_scores(self, image: np.ndarray, boxes: np.ndarray, *, size: int = 448) -> np.ndarray:
+        from carspot.classifier.car_head import car_probability
+        from carspot.classifier.regions import box_means
+
+        self._check([image])
+        if size < 32 or size % 32:
+            raise ValueError("size must be a positive multiple of 32")
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros(0, dtype=np.float32)
+        pixels = to_input(image, size=size).astype(np.float32)[None]
+        with self._lock:
+            interp = self._map_interpreters.get(size)
+            if interp is None:
+                interp = self._interpreter_cls(model_content=self._model, num_threads=self._threads)
+                interp.resize_tensor_input(interp.get_input_details()[0]["index"], [1, size, size, 3], strict=False)
+                interp.allocate_tensors()
+                self._map_interpreters[size] = interp
+            interp.set_tensor(interp.get_input_details()[0]["index"], pixels)
+            interp.invoke()
+            assert self._map_output is not None
+            feature_map = _dequantized(interp, interp.get_output_details()[self._map_output])[0]
+        height, width = image.shape[:2]
+        return car_probability(box_means(feature_map, boxes, image_size=(width, height)), self._car_head)
 
     def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """RGB uint8 crops of any size -> per crop, the ``top_k`` makes with calibrated scores, best first."""

@@ -52,11 +52,15 @@ class TrainConfig:
     views: int = 4
     head_epochs: int = 40
     finetune_epochs: int = 3
-    finetune_from: int = 8
+    finetune_from: int = 5
     batch_size: int = 64
     head_lr: float = 2e-3
     finetune_lr: float = 3e-4
     label_smoothing: float = 0.1
+    quantize: bool = True
+    """Also export int8 (post-training, calibrated on training views) and release it when its validation top-5
+    is within ``quantize_max_top5_drop`` of the float model's; otherwise the float model is released."""
+    quantize_max_top5_drop: float = 0.005
     val_fraction: float = 0.2
     seed: int = 0
 
@@ -378,6 +382,8 @@ def train(
     classifier = keras_model.build_classifier(
         backbone=backbone, head_kernel=kernel, head_bias=bias, temperature=temperature
     )
+    cache_root.mkdir(parents=True, exist_ok=True)
+    classifier.save_weights(cache_root / f"{version}.weights.h5")  # re-export without retraining
     keras_model.export_tflite(classifier, out / MODEL_FILE)
     stages["export"] = time.perf_counter() - t0
     manifest = {
@@ -388,6 +394,7 @@ def train(
         "sha256": file_sha256(out / MODEL_FILE),
         "size_bytes": (out / MODEL_FILE).stat().st_size,
         "runtime": "litert",
+        "precision": "float32",
         "input": {"size": 224, "channels": "RGB", "dtype": "float32 pixels 0..255", "resize": "bilinear, squash"},
         "labels": list(labels),
         "temperature": temperature,
@@ -405,10 +412,27 @@ def train(
     write_manifest(out, manifest)
 
     t0 = time.perf_counter()
-    served = load_classifier(model_dir, version)
-    final = evaluate(
-        [samples[i] for i in va], served.predict_one, confusion_png=out / "confusion.png", progress=progress
-    )
+    val_samples = [samples[i] for i in va]
+    final = evaluate(val_samples, load_classifier(model_dir, version).predict_one, progress=progress)
+    metrics[f"{primary.kind}/released-float32"] = final.summary()
+    say(f"{primary.kind}/released-float32", final.summary())
+    if cfg.quantize:
+        float_bytes = (out / MODEL_FILE).read_bytes()
+        step = max(1, len(tr) // 256)
+        calibration = [to_input(load_image(samples[i].path)).astype(np.float32)[None] for i in tr[::step]]
+        keras_model.export_tflite(classifier, out / MODEL_FILE, calibration=calibration)
+        manifest.update(sha256=file_sha256(out / MODEL_FILE), size_bytes=(out / MODEL_FILE).stat().st_size)
+        manifest["precision"] = "int8"
+        write_manifest(out, manifest)
+        quantized = evaluate(val_samples, load_classifier(model_dir, version).predict_one, progress=progress)
+        metrics[f"{primary.kind}/released-int8"] = quantized.summary()
+        say(f"{primary.kind}/released-int8", quantized.summary())
+        if quantized.top5 >= final.top5 - cfg.quantize_max_top5_drop:
+            final = quantized
+        else:  # int8 lost too much: release the float model
+            (out / MODEL_FILE).write_bytes(float_bytes)
+            manifest.update(sha256=file_sha256(out / MODEL_FILE), size_bytes=len(float_bytes), precision="float32")
+    final.save_confusion_png(out / "confusion.png")
     metrics[f"{primary.kind}/released"] = final.summary()
     (out / "validation.json").write_text(final.to_json() + "\n")
     manifest["metrics"] = metrics

@@ -7,7 +7,8 @@ Each mode is a composition of the same parts, none a copy of another:
   the image's top-5 = the 5 most confident makes over all its regions (as in the reference paper).
 - ``region-search`` (the paper's): region proposals → one backbone pass per proposal gives both "is this a car"
   (the ImageNet head summed over its car classes) and the brand top-5 → the car regions (score threshold, NMS,
-  at most ``max_regions``) → the image's top-5 over them, as in ``detector`` mode.
+  at most ``max_regions``) → the image's top-5 over them, as in ``detector`` mode. Optionally one whole-image
+  pass first ranks all proposals so only the best few get their own pass (``screen_count``).
 
 Models are loaded once by the caller and passed in as callables; this module only turns their validated
 outputs into the store's records, so no framework type crosses a stage boundary.
@@ -149,25 +150,46 @@ def region_search_mode(
     car_threshold: float = 0.5,
     nms_iou: float = 0.5,
     max_regions: int = 10,
+    screen_count: int = 0,
+    screen_size: int = 448,
 ) -> ModeRunner:
-    """Selective-search proposals verified as cars by the brand model's own ImageNet head, R-CNN style."""
+    """Selective-search proposals verified as cars by the brand model's own ImageNet head, R-CNN style.
+
+    With ``screen_count`` > 0 and a model that has ``region_car_scores``, one whole-image pass at
+    ``screen_size`` first ranks every proposal (its feature map pooled in the box, `carspot.classifier.regions`)
+    and only the ``screen_count`` best (after NMS) get their own backbone pass; 0 verifies every proposal, as
+    the paper did. The final car decision and the brands always come from the per-crop pass."""
 
     def run(image: np.ndarray) -> AnalysisParts:
         model = classifier()
         proposals = propose(image)
         if not len(proposals):
             return AnalysisParts((), (), model.version)
-        tops, car = model.predict_regions([crop(image, box, margin=0.0) for box in proposals.xyxy])
+        boxes = proposals.xyxy
+        if 0 < screen_count < len(boxes) and hasattr(model, "region_car_scores"):
+            rough = np.clip(np.asarray(model.region_car_scores(image, boxes, size=screen_size), np.float32), 0, 1)
+            best = non_max_suppression(
+                boxes,
+                rough,
+                np.zeros(len(boxes), np.int32),
+                iou_threshold=max(nms_iou, 0.7),  # loose: near boxes differ in how well they frame the car
+                score_threshold=0.0,
+                max_detections=screen_count,
+            )
+            boxes = boxes[best]
+        tops, car = model.predict_regions([crop(image, box, margin=0.0) for box in boxes])
         car = np.clip(np.asarray(car, dtype=np.float32), 0.0, 1.0)
         keep = non_max_suppression(
-            proposals.xyxy,
+            boxes,
             car,
             np.zeros(len(car), np.int32),
             iou_threshold=nms_iou,
             score_threshold=car_threshold,
             max_detections=max_regions,
         )
-        cars = proposals.as_detections(car, label="car").filter(keep)
+        cars = Detections(
+            xyxy=boxes.copy(), confidence=car, class_id=np.zeros(len(car), np.int32), labels=("car",) * len(car)
+        ).filter(keep)
         kept_tops = [tops[i] for i in keep]
         return AnalysisParts(regions_from(cars, kept_tops), brand_scores(image_top_k(kept_tops)), model.version)
 

@@ -191,6 +191,8 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
                 classifier=classifier,  # type: ignore[arg-type]
                 car_threshold=settings.region_car_threshold,
                 max_regions=settings.region_max_regions,
+                screen_count=settings.region_screen_count,
+                screen_size=settings.region_screen_size,
             )
     if settings.mode.value not in modes:
         raise ConfigError(f"mode {settings.mode.value!r} is not available here; available: {sorted(modes)}")

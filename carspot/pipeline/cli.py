@@ -365,6 +365,9 @@ def evaluate(
     modes: Annotated[str | None, typer.Option(help="Comma-separated analysis modes to compare.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     confusion: Annotated[Path | None, typer.Option(help="Where to save the confusion-matrix PNG.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="With --modes: worker processes sharing the images (one per core).")
+    ] = 1,
 ) -> None:
     """Top-1, top-5, macro precision/recall/F1, per-make table, ECE; several modes side by side."""
     from carspot.classifier.evaluate import evaluate_path
@@ -375,7 +378,7 @@ def evaluate(
     analysis = load_analysis(s)
     wanted = [m.strip() for m in (modes or analysis.default_mode).split(",") if m.strip()]
     if len(wanted) > 1:
-        comparison = compare_path(data, analysis=analysis, modes=wanted)
+        comparison = compare_path(data, analysis=analysis, settings=s, modes=wanted, workers=workers)
         typer.echo(comparison.render())
         if json_output:
             typer.echo(json.dumps(comparison.to_json()))

@@ -19,6 +19,8 @@ import numpy as np
 from carspot.classifier.data import Sample, load_image, load_samples
 from carspot.classifier.evaluate import EvaluationReport, TopK, report_from_predictions
 from carspot.pipeline.analysis import Analysis
+from carspot.pipeline.parallel import ModeRun, process_pool_runner
+from carspot.pipeline.settings import Settings
 
 STANDARD = "standard"
 
@@ -107,18 +109,26 @@ def predictor(analysis: Analysis, mode: str) -> Callable[[np.ndarray], TopK]:
     return predict
 
 
-def compare_modes(
-    samples: Sequence[Sample], *, analysis: Analysis, modes: Sequence[str], buckets: dict[str, str] | None = None
-) -> Comparison:
-    images = [load_image(s.path) for s in samples]
-    truth = [s.make for s in samples]
-    results = []
-    for mode in modes:
+def in_process(analysis: Analysis, images: Sequence[np.ndarray]) -> ModeRun:
+    """Each mode over ``images`` in this process, one image after another (threads as the libraries use them)."""
+
+    def run(mode: str) -> tuple[list[TopK], float]:
         predict = predictor(analysis, mode)
         predict(images[0])  # warm-up: first-call allocations are not the mode's speed
         started = time.perf_counter()
         predictions = [predict(image) for image in images]
-        seconds = (time.perf_counter() - started) / len(images)
+        return predictions, (time.perf_counter() - started) / len(images)
+
+    return run
+
+
+def compare_modes(
+    samples: Sequence[Sample], *, modes: Sequence[str], run_mode: ModeRun, buckets: dict[str, str] | None = None
+) -> Comparison:
+    truth = [s.make for s in samples]
+    results = []
+    for mode in modes:
+        predictions, seconds = run_mode(mode)
         results.append(
             ModeResult(
                 mode=mode,
@@ -149,8 +159,27 @@ def compare_modes(
     return Comparison(n=len(samples), results=tuple(results), standard_wrong=standard_wrong, by_bucket=by_bucket)
 
 
-def compare_path(data: Path, *, analysis: Analysis, modes: Sequence[str]) -> Comparison:
-    return compare_modes(load_samples(data), analysis=analysis, modes=modes, buckets=read_buckets(data))
+def compare_path(
+    data: Path,
+    *,
+    modes: Sequence[str],
+    analysis: Analysis | None = None,
+    settings: Settings | None = None,
+    workers: int = 1,
+) -> Comparison:
+    """The modes side by side on a labelled folder or CSV: in this process with ``analysis``, or spread over
+    ``workers`` processes that each load the analysis from ``settings`` (`carspot.pipeline.parallel`)."""
+    samples = load_samples(data)
+    buckets = read_buckets(data)
+    if workers <= 1:
+        if analysis is None:
+            raise ValueError("compare_path in one process needs the analysis")
+        images = [load_image(s.path) for s in samples]
+        return compare_modes(samples, modes=modes, run_mode=in_process(analysis, images), buckets=buckets)
+    if settings is None:
+        raise ValueError("compare_path with worker processes needs the settings to load the analysis from")
+    with process_pool_runner(settings, [Path(s.path) for s in samples], modes=modes, workers=workers) as run:
+        return compare_modes(samples, modes=modes, run_mode=run, buckets=buckets)
 
 
-__all__ = ["Comparison", "ModeResult", "compare_modes", "compare_path", "predictor"]
+__all__ = ["Comparison", "ModeResult", "compare_modes", "compare_path", "in_process", "predictor"]

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     proposal_max_count: Annotated[int, Field(ge=1, le=2000)] = 32
     region_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10
+    region_screen_count: Annotated[int, Field(ge=0, le=2000)] = 6
+    region_screen_size: Annotated[int, Field(ge=64, le=2048, multiple_of=32)] = 448
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3

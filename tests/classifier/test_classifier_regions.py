@@ -85,3 +85,21 @@ def test_without_feature_output_there_is_no_predict_regions() -> None:
     broken._car_head = None
     broken._regions_unavailable = "test"
     assert not hasattr(broken, "predict_regions")
+
+
+def test_one_whole_image_pass_ranks_the_box_around_a_pasted_car_first(
+    classifier: BrandClassifier, shared_dir: Path, scenes_dir: Path
+) -> None:
+    scene = rgb(scenes_dir / "kite.jpg").copy()
+    car = np.asarray(Image.open(shared_dir / "data" / "stanford-cars" / "images" / "00001.jpg").convert("RGB"))
+    h, w = scene.shape[:2]
+    ch, cw = h // 3, int(h // 3 * car.shape[1] / car.shape[0])
+    scene[h - ch - 10 : h - 10, 20 : 20 + cw] = np.asarray(Image.fromarray(car).resize((cw, ch)))
+    car_box = [20, h - ch - 10, 20 + cw, h - 10]
+    elsewhere = [[w - cw - 20, 10, w - 20, 10 + ch], [w // 2, 0, w // 2 + cw, ch], [w - cw, h - ch, w, h]]
+    scores = classifier.region_car_scores(scene, np.array([car_box, *elsewhere], np.float32))
+    assert scores.shape == (4,) and scores.dtype == np.float32
+    assert int(np.argmax(scores)) == 0
+    assert classifier.region_car_scores(scene, np.zeros((0, 4), np.float32)).shape == (0,)
+    with pytest.raises(ValueError):
+        classifier.region_car_scores(scene, np.array([car_box], np.float32), size=100)

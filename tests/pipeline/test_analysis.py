@@ -144,3 +144,47 @@ def test_region_search_keeps_the_proposals_the_model_calls_cars_and_suppresses_o
     assert all(r.label == "car" and r.score == pytest.approx(0.9) for r in record.regions)
     assert [b.make for b in record.brands][:2] == ["Big", "Small"]
     assert record.detector == "fixed" and record.mode == "region-search"
+
+
+class ScreeningCarness(CarnessClassifier):
+    """Also ranks boxes from one whole-image pass: here, wider boxes first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.screened: list[int] = []
+
+    def region_car_scores(self, image: np.ndarray, boxes: np.ndarray, *, size: int = 448) -> np.ndarray:
+        self.screened.append(len(boxes))
+        return np.asarray((boxes[:, 2] - boxes[:, 0]) / 200.0, np.float32)
+
+
+def test_region_search_screens_proposals_with_one_pass_then_verifies_only_the_best() -> None:
+    from carspot.detector.proposals import Proposals
+
+    boxes = np.array(
+        [[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20], [150, 60, 170, 80]], np.float32
+    )  # two cars (50 and 90 px wide), two small non-cars
+    proposals = Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed")
+    model = ScreeningCarness()
+    runner = region_search_mode(
+        propose=lambda image: proposals, proposer_name="fixed", classifier=lambda: model, screen_count=2
+    )
+    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert model.screened == [4]
+    assert [len(c) for c in model.calls] == [2]  # only the two best-ranked proposals get their own pass
+    assert sorted((r.x1, r.x2) for r in record.regions) == [(10, 60), (100, 190)]
+
+
+def test_region_search_without_screening_verifies_every_proposal() -> None:
+    from carspot.detector.proposals import Proposals
+
+    boxes = np.array([[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]], np.float32)
+    model = ScreeningCarness()
+    runner = region_search_mode(
+        propose=lambda image: Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed"),
+        proposer_name="fixed",
+        classifier=lambda: model,
+        screen_count=0,
+    )
+    Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert model.screened == [] and [len(c) for c in model.calls] == [3]

@@ -63,3 +63,28 @@ def test_each_mode_is_scored_overall_on_standards_misses_and_per_bucket(labels: 
     assert set(figures["modes"]) == {"standard", "region-search"}
     assert figures["modes"]["standard"]["seconds_per_image"] > 0
     assert "images standard mode gets wrong" in comparison.render()
+
+
+def test_worker_processes_give_the_same_answers_as_one_process(tmp_path: Path, shared_dir: Path) -> None:
+    from carspot.pipeline.app import load_analysis
+    from carspot.pipeline.settings import Settings
+
+    scenes = shared_dir / "data" / "scenes"
+    rows = ["path,make"] + [f"{scenes / name},Audi" for name in ("bus.jpg", "dog.jpg", "kite.jpg", "horses.jpg")]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    settings = Settings(shared_dir=shared_dir, classifier_threads=1, _env_file=None)  # type: ignore[call-arg]
+    modes = ["standard", "detector"]
+    alone = compare_path(tmp_path / "labels.csv", analysis=load_analysis(settings), modes=modes)
+    pooled = compare_path(tmp_path / "labels.csv", settings=settings, modes=modes, workers=2)
+    for one, two in zip(alone.results, pooled.results, strict=True):
+        assert one.mode == two.mode
+        assert [[m for m, _ in p] for p in one.predictions] == [[m for m, _ in p] for p in two.predictions]
+        assert two.seconds_per_image > 0
+
+
+def test_worker_processes_that_cannot_load_the_models_fail_the_run(tmp_path: Path, labels: Path) -> None:
+    from carspot.pipeline.settings import Settings
+
+    broken = Settings(model_dir=tmp_path / "no-models", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(RuntimeError, match="could not load the analysis"):
+        compare_path(labels, settings=broken, modes=["standard"], workers=2)
