@@ -154,10 +154,16 @@ def with_feature_outputs(model: bytes) -> tuple[bytes, FeatureOutputs]:
         shape = list(graph.tensors[feature].shape)
         if shape[-1] != 1280 or len(shape) != 2:
             raise ModelLoadError(f"the brand head's input is {shape}, expected [batch, 1280] pooled features")
-        pooling = [op for op in graph.operators if feature in [int(o) for o in op.outputs]]
+
+        def producer(tensor: int) -> Any:
+            return next((op for op in graph.operators if tensor in [int(o) for o in op.outputs]), None)
+
+        pooling = producer(feature)
+        if pooling is not None and builtin(pooling) == schema.BuiltinOperator.DEQUANTIZE:  # int8 backbone
+            pooling = producer(int(pooling.inputs[0]))
         feature_map = None
-        if pooling and builtin(pooling[0]) == schema.BuiltinOperator.MEAN:
-            candidate = int(pooling[0].inputs[0])
+        if pooling is not None and builtin(pooling) == schema.BuiltinOperator.MEAN:
+            candidate = int(pooling.inputs[0])
             if len(graph.tensors[candidate].shape) == 4 and graph.tensors[candidate].shape[-1] == 1280:
                 feature_map = candidate
         outputs = [int(i) for i in graph.outputs]
