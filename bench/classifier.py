@@ -2,9 +2,11 @@
 
 Loads the registry's current version (or ``--version``) from ``--model-dir`` (default: the repository's
 ``models/``) through the serving code, so the figures include resizing each crop to 224x224. Crops are random
-real-looking sizes cut from the shared Stanford Cars photos. Asserts nothing.
+real-looking sizes cut from the shared Stanford Cars photos. Two ways to use the cores are measured: one
+process whose LiteRT uses ``--threads`` threads, and ``--processes`` single-threaded processes at once (one
+worker per core, how ops scale CarSpot), whose rates are summed. Asserts nothing.
 
-    .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--json]
+    .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--processes 2] [--json]
 """
 
 from __future__ import annotations
@@ -62,6 +64,20 @@ def cold_load_seconds(model_dir: Path, version: str | None, threads: int) -> flo
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def parallel(model_dir: Path, version: str | None, *, processes: int, seconds: float) -> dict[str, float]:
+    """``processes`` single-threaded copies of this benchmark at once; their rates summed."""
+    cmd = [sys.executable, __file__, "--single", "--model-dir", str(model_dir), "--seconds", str(seconds)]
+    if version:
+        cmd += ["--version", version]
+    running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(processes)]
+    rates = [json.loads(p.communicate(timeout=30 * seconds + 120)[0].strip().splitlines()[-1]) for p in running]
+    return {
+        "processes": processes,
+        "crops_per_s_batch1_processes": round(sum(r["batch1"] for r in rates), 1),
+        "crops_per_s_batch32_processes": round(sum(r["batch32"] for r in rates), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
@@ -69,9 +85,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one process's rates, as JSON
     args = parser.parse_args()
 
     from carspot.classifier.serving import load_classifier
+
+    if args.single:
+        one = load_classifier(args.model_dir, args.version, threads=1)
+        pool = crops(64)
+        rates = [throughput(one.predict, pool[:n], args.seconds) for n in (1, 32)]
+        print(json.dumps({"batch1": rates[0], "batch32": rates[1]}))
+        return
 
     started = time.perf_counter()
     classifier = load_classifier(args.model_dir, args.version, threads=args.threads)
@@ -87,13 +112,14 @@ def main() -> None:
         "crops_per_s_batch1": round(throughput(classifier.predict, pool[:1], args.seconds), 1),
         "crops_per_s_batch32": round(throughput(classifier.predict, pool[:32], args.seconds), 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **parallel(args.model_dir, args.version, processes=args.processes, seconds=args.seconds),
         "cpus": os.cpu_count(),
     }
     if args.json:
         print(json.dumps(results))
         return
     for key, value in results.items():
-        print(f"{key:<26}{value}")
+        print(f"{key:<32}{value}")
 
 
 if __name__ == "__main__":
