@@ -193,6 +193,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
                 max_regions=settings.region_max_regions,
                 screen_count=settings.region_screen_count,
                 screen_size=settings.region_screen_size,
+                whole_image=settings.region_whole_image,
             )
     if settings.mode.value not in modes:
         raise ConfigError(f"mode {settings.mode.value!r} is not available here; available: {sorted(modes)}")

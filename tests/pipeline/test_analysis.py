@@ -188,3 +188,21 @@ def test_region_search_without_screening_verifies_every_proposal() -> None:
     )
     Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
     assert model.screened == [] and [len(c) for c in model.calls] == [3]
+
+
+def test_region_search_can_verify_the_whole_image_too() -> None:
+    from carspot.detector.proposals import Proposals
+
+    model = ScreeningCarness()
+    runner = region_search_mode(
+        propose=lambda image: Proposals(
+            xyxy=np.array([[0, 0, 20, 20]], np.float32), image_size=(200, 100), backend="f"
+        ),
+        proposer_name="fixed",
+        classifier=lambda: model,
+        whole_image=True,
+    )
+    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert model.calls == [[(100, 200), (20, 20)]]  # the whole image first, then the proposal
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(0, 0, 200, 100)]  # only it is a car
+    assert record.brands[0].make == "Big"
