@@ -28,6 +28,7 @@ ModeRun = Callable[[str], tuple[list[TopK], float]]
 
 _STATE: dict[str, Any] = {}
 _STARTUP_LIMIT_S = 900.0
+_SECONDS_PER_IMAGE_LIMIT = 30.0
 
 
 def _init(settings: Settings, paths: Sequence[Path], modes: Sequence[str]) -> None:
@@ -73,7 +74,8 @@ def process_pool_runner(
     with context.Pool(workers, initializer=_init, initargs=(per_process, list(paths), list(modes))) as pool:
         started, pids = time.monotonic(), set[int]()
         while len(pids) < workers:
-            for pid, error in pool.map(_ready, range(2 * workers), chunksize=1):
+            probes = pool.map_async(_ready, range(2 * workers), chunksize=1).get(timeout=_STARTUP_LIMIT_S)
+            for pid, error in probes:
                 if error:
                     raise RuntimeError(f"a worker process could not load the analysis: {error}")
                 pids.add(pid)
@@ -84,7 +86,8 @@ def process_pool_runner(
             n = len(paths)
             tasks = [(mode, list(range(i, min(i + chunk, n)))) for i in range(0, n, chunk)]
             clock = time.perf_counter()
-            done = pool.map(_run, tasks, chunksize=1)
+            # bounded: a worker killed mid-task would otherwise leave Pool.map waiting forever
+            done = pool.map_async(_run, tasks, chunksize=1).get(timeout=60 + _SECONDS_PER_IMAGE_LIMIT * n)
             seconds = (time.perf_counter() - clock) / n
             predictions: list[TopK] = [[] for _ in range(n)]
             for part in done:
