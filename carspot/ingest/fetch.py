@@ -27,6 +27,7 @@ import logging
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_PINS = 4096
+"""Most vetted host addresses the transport remembers (the least recently used are forgotten)."""
 _SNIFF_BYTES = 64
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
@@ -456,12 +459,22 @@ class _PinnedBackend(httpcore.NetworkBackend):
     def __init__(self, *, policy: AddressPolicy, connector: httpcore.NetworkBackend) -> None:
         self._policy = policy
         self._connector = connector
-        self._pins: dict[tuple[str, int], str] = {}
+        self._pins: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._lock = threading.Lock()
 
     def pin(self, host: str, port: int, address: str) -> None:
+        """Every request re-pins its host just before connecting, so only recent pins are needed: the table
+        keeps the `MAX_PINS` most recent (a long-running ingest sees millions of image hosts)."""
         with self._lock:
-            self._pins[(host.lower(), port)] = address
+            key = (host.lower(), port)
+            self._pins[key] = address
+            self._pins.move_to_end(key)
+            while len(self._pins) > MAX_PINS:
+                self._pins.popitem(last=False)
+
+    @property
+    def pinned(self) -> int:
+        return len(self._pins)
 
     def connect_tcp(
         self,

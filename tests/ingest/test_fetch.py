@@ -339,3 +339,16 @@ def test_fetch_failures_reach_the_dead_letters_with_their_reason(
     assert emitted == ["ok"]
     assert rejected == {"ssrf": "ssrf_refused", "gone": "http_404", "html": "not_an_image"}
     assert stats.rejected_total == 3
+
+
+def test_the_pin_table_remembers_only_the_most_recent_hosts(connector: LoopbackOnlyConnector) -> None:
+    from carspot.ingest.fetch import MAX_PINS, SsrfRefused, _PinnedBackend
+
+    backend = _PinnedBackend(policy=AddressPolicy(allow_loopback=True), connector=connector)
+    for i in range(MAX_PINS + 10):
+        backend.pin(f"host-{i}.example", 80, "127.0.0.1")
+    backend.pin("host-5.example", 80, "127.0.0.1")  # used again: now the most recent
+    assert backend.pinned == MAX_PINS
+    with pytest.raises(SsrfRefused, match="not vetted"):
+        backend.connect_tcp("host-0.example", 80)  # forgotten: refused, never resolved
+    assert "host-5.example" in {h for h, _ in backend._pins}
