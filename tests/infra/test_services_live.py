@@ -33,7 +33,6 @@ SIXTEEN_MIB = 16 * 1024 * 1024
 class Running:
     root: Path
     endpoints: Endpoints
-    first_up_s: float
 
 
 def _cleanup(root: Path) -> None:
@@ -49,10 +48,9 @@ def _cleanup(root: Path) -> None:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("services")
-    started = time.monotonic()
     try:
         endpoints = services.up(root=root, topics=TOPICS, timeout_s=180)
-        yield Running(root, endpoints, time.monotonic() - started)
+        yield Running(root, endpoints)
     finally:
         _cleanup(root)
 
@@ -162,13 +160,10 @@ def test_redis_answers_ping(running: Running) -> None:
 
 def test_second_up_is_a_no_op(running: Running) -> None:
     before = services.status(root=running.root)
-    started = time.monotonic()
     again = services.up(root=running.root, topics=TOPICS)
-    elapsed = time.monotonic() - started
     assert again == running.endpoints
     after = services.status(root=running.root)
-    assert {n: s.pid for n, s in after.items()} == {n: s.pid for n, s in before.items()}
-    assert elapsed < max(10.0, running.first_up_s / 2), f"second up took {elapsed:.1f}s"
+    assert {n: s.pid for n, s in after.items()} == {n: s.pid for n, s in before.items()}  # nothing restarted
 
 
 def test_up_adds_partitions_to_an_existing_topic(running: Running) -> None:

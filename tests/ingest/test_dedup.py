@@ -127,18 +127,15 @@ def test_redis_down_degrades_logs_once_and_lets_everything_through(caplog: pytes
     dedup = RedisDeduplicator.from_url(url, retry_interval_s=30, timeout_s=0.5, monotonic=clock)
 
     with caplog.at_level(logging.INFO, logger="carspot.ingest.dedup"):
-        started = time.perf_counter()
         answers = [dedup.claim_post("same") for _ in range(50)] + [dedup.claim_image("x") for _ in range(50)]
         dedup.release(post_id="same")
-        elapsed = time.perf_counter() - started
 
     assert all(answers), "while Redis is down nothing counts as a duplicate"
     assert dedup.degraded
     warnings = [r for r in caplog.records if r.name == "carspot.ingest.dedup" and r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "de-duplication is off" in warnings[0].getMessage()
     assert dedup.counters.errors == 1, "only the first call tried Redis; the rest wait for the retry time"
-    assert dedup.counters.unchecked == 101 and dedup.counters.outages == 1
-    assert elapsed < 2, "an outage must not cost a timeout per post"
+    assert dedup.counters.unchecked == 101 and dedup.counters.outages == 1  # no timeout paid per post
 
     clock.now += 31  # retry time: one more attempt, still down, still no new log line
     caplog.clear()

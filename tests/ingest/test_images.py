@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -313,16 +312,14 @@ def test_a_known_signature_with_a_garbage_header_is_corrupt() -> None:
 def test_a_png_claiming_30000_squared_pixels_is_refused_before_decoding() -> None:
     bomb = png_claiming(30_000, 30_000)  # 900 M pixels, 2.7 GB once decoded; the file is ~100 bytes
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(DecompressionBomb) as refused:
             normalize_image(bomb)
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert refused.value.reason == "decompression_bomb"
-    assert elapsed < 0.5 and peak < 5 * 2**20, (elapsed, peak)
+    assert peak < 5 * 2**20, peak  # never decoded
 
 
 def test_the_pixel_limit_is_per_call_and_below_pillows_own() -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import threading
-import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -99,18 +98,16 @@ def test_a_50_mb_file_is_refused_from_its_size_without_being_read(tmp_path: Path
     (post,) = FolderSource(tmp_path, max_bytes=20 * MIB)
 
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(ImageTooLarge) as refused:
             post.read_image()
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
     assert refused.value.reason == "too_large"
     assert refused.value.size == 50 * MIB and refused.value.limit == 20 * MIB
-    assert peak < MIB and elapsed < 0.5, (peak, elapsed)
+    assert peak < MIB, peak  # refused from its size, never read
     assert post.read_head is not None
     assert post.read_head(1024) == huge.read_bytes()[:1024]
 
