@@ -3,7 +3,8 @@
 Two backends produce the same `Proposals`:
 
 - ``"opencv"`` (default): `cv2.ximgproc.segmentation.createSelectiveSearchSegmentation`, fast mode by default
-  (``mode="quality"`` for the slower, denser strategy list). C++, releases the GIL.
+  (``mode="quality"`` for the slower, denser strategy list, ``mode="single"`` for one fast strategy). C++,
+  releases the GIL.
 - ``"selectivesearch"``: the `selectivesearch` package (0.4, pure Python over scikit-image's Felzenszwalb
   segmentation), the reference paper's design card. Works unchanged with numpy 2 and scikit-image 0.26; the
   only adaptation is that its harmless "local_binary_pattern on floating-point images" warning is silenced
@@ -56,6 +57,7 @@ __all__ = [
 
 Backend = Literal["opencv", "selectivesearch"]
 BACKENDS: Final[tuple[str, ...]] = ("opencv", "selectivesearch")
+MODES: Final[tuple[str, ...]] = ("fast", "quality", "single")
 PROPOSAL_LABEL: Final = "proposal"
 
 
@@ -205,7 +207,7 @@ def load_proposer(
     *,
     backend: str = "opencv",
     max_side: int | None = 256,
-    mode: Literal["fast", "quality"] = "fast",
+    mode: Literal["fast", "quality", "single"] = "fast",
     num_threads: int | None = 1,
     filters: ProposalFilters | None = None,
     ss_scale: float = 500.0,
@@ -217,7 +219,9 @@ def load_proposer(
     Args:
         backend: ``"opencv"`` or ``"selectivesearch"``.
         max_side: the longer side of the copy selective search runs on (never upscaled); `None` = full size.
-        mode: OpenCV's strategy set, ``"fast"`` or ``"quality"`` (opencv backend only).
+        mode: OpenCV's strategy set, ``"fast"`` or ``"quality"``, or ``"single"``: one segmentation (k=150,
+            sigma 0.8) and one combined strategy, about 6x faster than fast mode with a quarter of the boxes
+            (65 ms vs 383 ms at 256 px here); enough when a whole-image pass screens them (opencv only).
         num_threads: set `cv2.setNumThreads` to this once, now (process-global; see the module docstring);
             `None` leaves it unchanged (opencv backend only).
         filters: size, aspect, duplicate and count filters; `ProposalFilters()` by default.
@@ -231,8 +235,8 @@ def load_proposer(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if max_side is not None and max_side < 16:
         raise ValueError(f"max_side must be >= 16 or None, got {max_side}")
-    if mode not in ("fast", "quality"):
-        raise ValueError(f"mode must be 'fast' or 'quality', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if num_threads is not None and num_threads < 0:
         raise ValueError(f"num_threads must be >= 0 or None, got {num_threads}")
     chosen = filters if filters is not None else ProposalFilters()
@@ -250,6 +254,8 @@ def load_proposer(
             search.setBaseImage(small[:, :, ::-1].copy())  # OpenCV's strategies expect BGR
             if mode == "fast":
                 search.switchToSelectiveSearchFast()
+            elif mode == "single":
+                search.switchToSingleStrategy(k=150, sigma=0.8)
             else:
                 search.switchToSelectiveSearchQuality()
             rects = np.asarray(search.process(), dtype=np.float32).reshape(-1, 4)  # x, y, w, h
@@ -296,7 +302,7 @@ def propose(
     *,
     backend: str = "opencv",
     max_side: int | None = 256,
-    mode: Literal["fast", "quality"] = "fast",
+    mode: Literal["fast", "quality", "single"] = "fast",
     num_threads: int | None = 1,
     filters: ProposalFilters | None = None,
     **backend_options: Any,
