@@ -173,7 +173,13 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
     if classifier is None:
         classifier = load_brand_classifier(settings)
     modes = {
-        AnalysisMode.DETECTOR.value: detector_mode(detect=detector, detector_name=detector.name, classifier=classifier),
+        AnalysisMode.DETECTOR.value: detector_mode(
+            detect=detector,
+            detector_name=detector.name,
+            classifier=classifier,
+            whole_image=settings.detector_whole_image,
+            car_threshold=settings.region_car_threshold,
+        ),
     }
     if classifier is not None:
         modes[AnalysisMode.STANDARD.value] = standard_mode(classifier=classifier)

@@ -19,7 +19,7 @@ import numpy as np
 from carspot.classifier.data import Sample, load_image, load_samples
 from carspot.classifier.evaluate import EvaluationReport, TopK, report_from_predictions
 from carspot.pipeline.analysis import Analysis
-from carspot.pipeline.parallel import ModeRun, process_pool_runner
+from carspot.pipeline.parallel import WARM_UP_IMAGES, ModeRun, process_pool_runner
 from carspot.pipeline.settings import Settings
 
 STANDARD = "standard"
@@ -114,7 +114,8 @@ def in_process(analysis: Analysis, images: Sequence[np.ndarray]) -> ModeRun:
 
     def run(mode: str) -> tuple[list[TopK], float]:
         predict = predictor(analysis, mode)
-        predict(images[0])  # warm-up: first-call allocations are not the mode's speed
+        for image in images[:WARM_UP_IMAGES]:  # warm-up: first-call allocations are not the mode's speed
+            predict(image)
         started = time.perf_counter()
         predictions = [predict(image) for image in images]
         return predictions, (time.perf_counter() - started) / len(images)

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     detector_sha256: str = YOLO_FASTEST_SHA256
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     detector_car_classes: tuple[str, ...] = ("car",)
+    detector_whole_image: bool = True
     cv_threads: Annotated[int, Field(ge=0)] = 0
 
     model_dir: Path = Field(default=_REPO_ROOT / "models", description="Brand model registry (versions + CURRENT).")

@@ -206,3 +206,23 @@ def test_region_search_can_verify_the_whole_image_too() -> None:
     assert model.calls == [[(100, 200), (20, 20)]]  # the whole image first, then the proposal
     assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(0, 0, 200, 100)]  # only it is a car
     assert record.brands[0].make == "Big"
+
+
+def test_detector_mode_verifies_the_whole_image_in_the_same_batch_as_the_boxes() -> None:
+    model = CarnessClassifier()  # a crop wider than 30 px is a car
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(model.calls) == 1 and model.calls[0][0] == (100, 200)  # one batch, the whole image first
+    assert (0.0, 0.0, 200.0, 100.0) in {(r.x1, r.y1, r.x2, r.y2) for r in record.regions}
+    assert len(record.regions) == 3
+
+
+def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
+    model = CarnessClassifier()
+    tiny = np.zeros((20, 20, 3), np.uint8)  # 20 px wide: not a car for this fake
+    runner = detector_mode(
+        detect=lambda image: Detections.empty(), detector_name="fake", classifier=lambda: model, whole_image=True
+    )
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), tiny)
+    assert model.calls == [[(20, 20)]]
+    assert record.regions == () and record.brands == ()
