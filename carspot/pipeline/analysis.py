@@ -180,37 +180,43 @@ def region_search_mode(
     max_regions: int = 10,
     screen_count: int = 0,
     screen_size: int = 448,
+    screen_threshold: float = 0.0,
     whole_image: bool = False,
 ) -> ModeRunner:
     """Selective-search proposals verified as cars by the brand model's own ImageNet head, R-CNN style.
 
     With ``screen_count`` > 0 and a model that has ``region_car_scores``, one whole-image pass at
     ``screen_size`` first ranks every proposal (its feature map pooled in the box, `carspot.classifier.regions`)
-    and only the ``screen_count`` best (after NMS) get their own backbone pass; 0 verifies every proposal, as
+    and only the ``screen_count`` best (after NMS) whose rough P(car) reaches ``screen_threshold`` get their own
+    backbone pass (a photo without cars then costs no crop pass at all); 0 verifies every proposal, as
     the paper did. The final car decision and the brands always come from the per-crop pass. ``whole_image``
     adds the whole image to the verified boxes: a car that fills the frame is then found as it is in
     ``standard`` mode, even when no proposal frames it."""
 
     def run(image: np.ndarray) -> AnalysisParts:
         model = classifier()
-        proposals = propose(image)
-        if not len(proposals):
-            return AnalysisParts((), (), model.version)
-        boxes = proposals.xyxy
-        if 0 < screen_count < len(boxes) and hasattr(model, "region_car_scores"):
+        boxes = propose(image).xyxy
+        if (
+            screen_count > 0
+            and len(boxes)
+            and (screen_threshold > 0 or screen_count < len(boxes))
+            and hasattr(model, "region_car_scores")
+        ):
             rough = np.clip(np.asarray(model.region_car_scores(image, boxes, size=screen_size), np.float32), 0, 1)
             best = non_max_suppression(
                 boxes,
                 rough,
                 np.zeros(len(boxes), np.int32),
                 iou_threshold=max(nms_iou, 0.7),  # loose: near boxes differ in how well they frame the car
-                score_threshold=0.0,
+                score_threshold=screen_threshold,
                 max_detections=screen_count,
             )
             boxes = boxes[best]
         if whole_image:
             height, width = image.shape[:2]
             boxes = np.concatenate([np.array([[0, 0, width, height]], np.float32), boxes])
+        if not len(boxes):
+            return AnalysisParts((), (), model.version)
         tops, car = model.predict_regions([crop(image, box, margin=0.0) for box in boxes])
         car = np.clip(np.asarray(car, dtype=np.float32), 0.0, 1.0)
         keep = non_max_suppression(

@@ -200,6 +200,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
                 max_regions=settings.region_max_regions,
                 screen_count=settings.region_screen_count,
                 screen_size=settings.region_screen_size,
+                screen_threshold=settings.region_screen_threshold,
                 whole_image=settings.region_whole_image,
             )
     if settings.mode.value not in modes:

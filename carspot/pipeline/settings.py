@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10
     region_screen_count: Annotated[int, Field(ge=0, le=2000)] = 6
     region_screen_size: Annotated[int, Field(ge=64, le=2048, multiple_of=32)] = 448
+    region_screen_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     region_whole_image: bool = True
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256

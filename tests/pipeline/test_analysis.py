@@ -226,3 +226,33 @@ def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), tiny)
     assert model.calls == [[(20, 20)]]
     assert record.regions == () and record.brands == ()
+
+
+def test_region_search_gives_no_pass_to_proposals_the_screen_calls_unlikely() -> None:
+    from carspot.detector.proposals import Proposals
+
+    boxes = np.array([[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]], np.float32)  # rough: .25 .45 .1
+    model = ScreeningCarness()
+    runner = region_search_mode(
+        propose=lambda image: Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed"),
+        proposer_name="fixed",
+        classifier=lambda: model,
+        screen_count=10,
+        screen_threshold=0.2,
+    )
+    Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert model.screened == [3] and [len(c) for c in model.calls] == [2]
+
+
+def test_region_search_with_no_proposals_still_checks_the_whole_image() -> None:
+    from carspot.detector.proposals import Proposals
+
+    model = ScreeningCarness()
+    runner = region_search_mode(
+        propose=lambda image: Proposals(xyxy=np.zeros((0, 4), np.float32), image_size=(200, 100), backend="f"),
+        proposer_name="fixed",
+        classifier=lambda: model,
+        whole_image=True,
+    )
+    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert model.calls == [[(100, 200)]] and len(record.regions) == 1
