@@ -40,7 +40,8 @@ def test_run_on_scenes_with_bad_files_stores_every_good_image_and_dead_letters_t
     letters = [json.loads(line) for line in summary.dead_letter_file.read_text().splitlines()]
     assert sorted(letter["reason"] for letter in letters) == ["empty", "not_an_image"]
     assert "cars found" in summary.render() and "top makes" in summary.render()
-    assert summary.top_makes and sum(n for _make, n in summary.top_makes) <= 3  # three scenes show cars
+    # three scenes show cars and bus.jpg a minibus (a van class: Stanford Cars has vans); the rest none
+    assert summary.top_makes and sum(n for _make, n in summary.top_makes) <= 4
 
     again = run_embedded(settings=settings, source=f"folder:{folder}")  # the same folder again
     assert again.ingest.seen == 11
