@@ -7,7 +7,7 @@ is the probability that a crop shows a car, so one backbone run gives both the b
 
 Two pieces, both done once at load and kept in memory (nothing new is committed):
 
-- `with_feature_output`: the ``.tflite`` rewritten so the pooled features (the input of the last
+- `with_feature_outputs`: the ``.tflite`` rewritten so the pooled features (the input of the last
   FULLY_CONNECTED) are a second model output. LiteRT's XNNPACK delegate then returns them along with the
   probabilities; reading them otherwise needs ``experimental_preserve_all_tensors`` without the delegate, which
   is several times slower. Done with the flatbuffer schema LiteRT ships (no TensorFlow).
@@ -37,7 +37,6 @@ __all__ = [
     "ImageNetHead",
     "car_probability",
     "imagenet_head",
-    "with_feature_output",
     "with_feature_outputs",
 ]
 
@@ -179,9 +178,3 @@ def with_feature_outputs(model: bytes) -> tuple[bytes, FeatureOutputs]:
         raise
     except Exception as exc:  # a malformed flatbuffer surfaces as any of several errors
         raise ModelLoadError(f"cannot add the feature outputs to the classifier: {exc}") from exc
-
-
-def with_feature_output(model: bytes) -> tuple[bytes, int]:
-    """The model with the pooled features appended to its outputs, and their position in the outputs."""
-    rewritten, positions = with_feature_outputs(model)
-    return rewritten, positions.pooled

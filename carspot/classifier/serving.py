@@ -93,10 +93,9 @@ class BrandClassifier:
             self._model, self._feature_output = model, None
             self._regions_unavailable = str(exc)
             log.warning("region search unavailable with this classifier: %s", exc)
-        self._map_interpreters: dict[int, Any] = {}
         self._threads = threads
         self._max_batch = max_batch
-        self._interpreters: dict[int, Any] = {}
+        self._interpreters: dict[tuple[int, int], Any] = {}  # (batch, input side) -> interpreter
         self._lock = threading.Lock()
         self.version: str = version
         self.labels: tuple[str, ...] = tuple(labels)
@@ -107,14 +106,14 @@ class BrandClassifier:
         if n_out != len(self.labels):
             raise ManifestError(f"the model has {n_out} outputs but the manifest {len(self.labels)} labels")
 
-    def _interpreter(self, batch: int) -> Any:
-        interp = self._interpreters.get(batch)
+    def _interpreter(self, batch: int, size: int = INPUT_SIZE) -> Any:
+        interp = self._interpreters.get((batch, size))
         if interp is None:
             interp = self._interpreter_cls(model_content=self._model, num_threads=self._threads)
             index = interp.get_input_details()[0]["index"]
-            interp.resize_tensor_input(index, [batch, INPUT_SIZE, INPUT_SIZE, 3], strict=False)
+            interp.resize_tensor_input(index, [batch, size, size, 3], strict=False)
             interp.allocate_tensors()
-            self._interpreters[batch] = interp
+            self._interpreters[(batch, size)] = interp
         return interp
 
     @staticmethod
@@ -203,12 +202,7 @@ class BrandClassifier:
             return np.zeros(0, dtype=np.float32)
         pixels = to_input(image, size=size).astype(np.float32)[None]
         with self._lock:
-            interp = self._map_interpreters.get(size)
-            if interp is None:
-                interp = self._interpreter_cls(model_content=self._model, num_threads=self._threads)
-                interp.resize_tensor_input(interp.get_input_details()[0]["index"], [1, size, size, 3], strict=False)
-                interp.allocate_tensors()
-                self._map_interpreters[size] = interp
+            interp = self._interpreter(1, size)
             interp.set_tensor(interp.get_input_details()[0]["index"], pixels)
             interp.invoke()
             assert self._map_output is not None

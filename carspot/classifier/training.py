@@ -413,25 +413,33 @@ def train(
 
     t0 = time.perf_counter()
     val_samples = [samples[i] for i in va]
-    final = evaluate(val_samples, load_classifier(model_dir, version).predict_one, progress=progress)
-    metrics[f"{primary.kind}/released-float32"] = final.summary()
-    say(f"{primary.kind}/released-float32", final.summary())
+
+    def record_model_file(precision: str) -> None:
+        manifest.update(
+            sha256=file_sha256(out / MODEL_FILE), size_bytes=(out / MODEL_FILE).stat().st_size, precision=precision
+        )
+        write_manifest(out, manifest)
+
+    def evaluate_served(precision: str) -> EvaluationReport:
+        """The version's file as the worker serves it, on the validation split."""
+        report = evaluate(val_samples, load_classifier(model_dir, version).predict_one, progress=progress)
+        metrics[f"{primary.kind}/released-{precision}"] = report.summary()
+        say(f"{primary.kind}/released-{precision}", report.summary())
+        return report
+
+    final = evaluate_served("float32")
     if cfg.quantize:
         float_bytes = (out / MODEL_FILE).read_bytes()
         step = max(1, len(tr) // 256)
         calibration = [to_input(load_image(samples[i].path)).astype(np.float32)[None] for i in tr[::step]]
         keras_model.export_tflite(classifier, out / MODEL_FILE, calibration=calibration)
-        manifest.update(sha256=file_sha256(out / MODEL_FILE), size_bytes=(out / MODEL_FILE).stat().st_size)
-        manifest["precision"] = "int8"
-        write_manifest(out, manifest)
-        quantized = evaluate(val_samples, load_classifier(model_dir, version).predict_one, progress=progress)
-        metrics[f"{primary.kind}/released-int8"] = quantized.summary()
-        say(f"{primary.kind}/released-int8", quantized.summary())
+        record_model_file("int8")
+        quantized = evaluate_served("int8")
         if quantized.top5 >= final.top5 - cfg.quantize_max_top5_drop:
             final = quantized
         else:  # int8 lost too much: release the float model
             (out / MODEL_FILE).write_bytes(float_bytes)
-            manifest.update(sha256=file_sha256(out / MODEL_FILE), size_bytes=len(float_bytes), precision="float32")
+            record_model_file("float32")
     final.save_confusion_png(out / "confusion.png")
     metrics[f"{primary.kind}/released"] = final.summary()
     (out / "validation.json").write_text(final.to_json() + "\n")

@@ -87,6 +87,12 @@ def crop(image: np.ndarray, box: np.ndarray, *, margin: float = 0.05) -> np.ndar
     return image[top : max(bottom, top + 1), left : max(right, left + 1)]
 
 
+def whole_image_box(image: np.ndarray) -> np.ndarray:
+    """The image's own frame as a (1, 4) float32 ``x1, y1, x2, y2`` box."""
+    height, width = image.shape[:2]
+    return np.array([[0, 0, width, height]], np.float32)
+
+
 @dataclass(frozen=True)
 class AnalysisParts:
     regions: tuple[RegionRecord, ...]
@@ -148,9 +154,8 @@ def detector_mode(
         if whole_image and hasattr(model, "predict_regions"):
             tops, car = model.predict_regions([image, *crops])
             if float(car[0]) >= car_threshold:
-                height, width = image.shape[:2]
                 detections = Detections(
-                    xyxy=np.concatenate([np.array([[0, 0, width, height]], np.float32), detections.xyxy]),
+                    xyxy=np.concatenate([whole_image_box(image), detections.xyxy]),
                     confidence=np.concatenate(
                         [np.array([min(1.0, max(0.0, float(car[0])))], np.float32), detections.confidence]
                     ),
@@ -213,8 +218,7 @@ def region_search_mode(
             )
             boxes = boxes[best]
         if whole_image:
-            height, width = image.shape[:2]
-            boxes = np.concatenate([np.array([[0, 0, width, height]], np.float32), boxes])
+            boxes = np.concatenate([whole_image_box(image), boxes])
         if not len(boxes):
             return AnalysisParts((), (), model.version)
         tops, car = model.predict_regions([crop(image, box, margin=0.0) for box in boxes])

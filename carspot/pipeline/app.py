@@ -190,7 +190,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
                 propose=load_proposer(
                     backend=settings.proposal_backend,
                     max_side=settings.proposal_max_side,
-                    mode=settings.proposal_mode,  # type: ignore[arg-type]
+                    mode=settings.proposal_mode,
                     filters=ProposalFilters(max_count=settings.proposal_max_count),
                     num_threads=None,
                 ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     centernet_dir: Path | None = Field(default=None, description="Built CenterNet; default under data_dir.")
     proposal_backend: str = Field(default="opencv", pattern="^(opencv|selectivesearch)$")
     proposal_max_side: Annotated[int, Field(ge=64, le=2048)] = 256
-    proposal_mode: str = Field(default="single", pattern="^(fast|quality|single)$")
+    proposal_mode: Literal["fast", "quality", "single"] = "single"
     proposal_max_count: Annotated[int, Field(ge=1, le=2000)] = 64
     region_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.classifier.car_head import CAR_CLASSES, car_probability, imagenet_head, with_feature_output
+from carspot.classifier.car_head import CAR_CLASSES, car_probability, imagenet_head, with_feature_outputs
 from carspot.classifier.serving import BrandClassifier, load_classifier
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -57,7 +57,8 @@ def test_empty_and_invalid_input(classifier: BrandClassifier) -> None:
 
 def test_feature_output_is_the_pooled_1280_vector_and_keeps_the_probabilities() -> None:
     model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
-    rewritten, position = with_feature_output(model)
+    rewritten, positions = with_feature_outputs(model)
+    position = positions.pooled
     assert position == 1
     from ai_edge_litert.interpreter import Interpreter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from carspot.pipeline.analysis import (
     standard_mode,
 )
 from carspot.pipeline.message import Post
+from carspot.store.records import AnalysisRecord
 
 IMAGE = np.zeros((100, 200, 3), np.uint8)
 
@@ -158,51 +160,37 @@ class ScreeningCarness(CarnessClassifier):
         return np.asarray((boxes[:, 2] - boxes[:, 0]) / 200.0, np.float32)
 
 
-def test_region_search_screens_proposals_with_one_pass_then_verifies_only_the_best() -> None:
+def run_region_search(boxes: list[list[int]], **options: Any) -> tuple[ScreeningCarness, AnalysisRecord]:
+    """Region search with these proposals on the 200 x 100 test image: the fake model and the record."""
     from carspot.detector.proposals import Proposals
 
-    boxes = np.array(
-        [[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20], [150, 60, 170, 80]], np.float32
-    )  # two cars (50 and 90 px wide), two small non-cars
-    proposals = Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed")
+    proposals = Proposals(xyxy=np.array(boxes, np.float32).reshape(-1, 4), image_size=(200, 100), backend="fixed")
     model = ScreeningCarness()
     runner = region_search_mode(
-        propose=lambda image: proposals, proposer_name="fixed", classifier=lambda: model, screen_count=2
+        propose=lambda image: proposals,
+        proposer_name="fixed",
+        classifier=lambda: model,
+        **options,
     )
-    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    return model, Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+
+
+def test_region_search_screens_proposals_with_one_pass_then_verifies_only_the_best() -> None:
+    # two cars (50 and 90 px wide), two small non-cars
+    boxes = [[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20], [150, 60, 170, 80]]
+    model, record = run_region_search(boxes, screen_count=2)
     assert model.screened == [4]
     assert [len(c) for c in model.calls] == [2]  # only the two best-ranked proposals get their own pass
     assert sorted((r.x1, r.x2) for r in record.regions) == [(10, 60), (100, 190)]
 
 
 def test_region_search_without_screening_verifies_every_proposal() -> None:
-    from carspot.detector.proposals import Proposals
-
-    boxes = np.array([[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]], np.float32)
-    model = ScreeningCarness()
-    runner = region_search_mode(
-        propose=lambda image: Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed"),
-        proposer_name="fixed",
-        classifier=lambda: model,
-        screen_count=0,
-    )
-    Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    model, _ = run_region_search([[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]], screen_count=0)
     assert model.screened == [] and [len(c) for c in model.calls] == [3]
 
 
 def test_region_search_can_verify_the_whole_image_too() -> None:
-    from carspot.detector.proposals import Proposals
-
-    model = ScreeningCarness()
-    runner = region_search_mode(
-        propose=lambda image: Proposals(
-            xyxy=np.array([[0, 0, 20, 20]], np.float32), image_size=(200, 100), backend="f"
-        ),
-        proposer_name="fixed",
-        classifier=lambda: model,
-        whole_image=True,
-    )
-    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    model, record = run_region_search([[0, 0, 20, 20]], whole_image=True)
     assert model.calls == [[(100, 200), (20, 20)]]  # the whole image first, then the proposal
     assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(0, 0, 200, 100)]  # only it is a car
     assert record.brands[0].make == "Big"
@@ -229,30 +217,11 @@ def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
 
 
 def test_region_search_gives_no_pass_to_proposals_the_screen_calls_unlikely() -> None:
-    from carspot.detector.proposals import Proposals
-
-    boxes = np.array([[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]], np.float32)  # rough: .25 .45 .1
-    model = ScreeningCarness()
-    runner = region_search_mode(
-        propose=lambda image: Proposals(xyxy=boxes, image_size=(200, 100), backend="fixed"),
-        proposer_name="fixed",
-        classifier=lambda: model,
-        screen_count=10,
-        screen_threshold=0.2,
-    )
-    Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    boxes = [[10, 10, 60, 50], [100, 20, 190, 90], [0, 0, 20, 20]]  # rough P(car): .25 .45 .1
+    model, _ = run_region_search(boxes, screen_count=10, screen_threshold=0.2)
     assert model.screened == [3] and [len(c) for c in model.calls] == [2]
 
 
 def test_region_search_with_no_proposals_still_checks_the_whole_image() -> None:
-    from carspot.detector.proposals import Proposals
-
-    model = ScreeningCarness()
-    runner = region_search_mode(
-        propose=lambda image: Proposals(xyxy=np.zeros((0, 4), np.float32), image_size=(200, 100), backend="f"),
-        proposer_name="fixed",
-        classifier=lambda: model,
-        whole_image=True,
-    )
-    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    model, record = run_region_search([], whole_image=True)
     assert model.calls == [[(100, 200)]] and len(record.regions) == 1
