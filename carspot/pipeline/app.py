@@ -169,6 +169,10 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
         import cv2
 
         cv2.setNumThreads(settings.cv_threads)
+    if settings.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")  # process-wide, kept after the call
     detector = load_car_detector(settings)
     if classifier is None:
         classifier = load_brand_classifier(settings)
