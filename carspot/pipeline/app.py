@@ -169,10 +169,6 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
         import cv2
 
         cv2.setNumThreads(settings.cv_threads)
-    if settings.blas_threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=settings.blas_threads, user_api="blas")  # process-wide, kept after the call
     detector = load_car_detector(settings)
     if classifier is None:
         classifier = load_brand_classifier(settings)
@@ -209,6 +205,11 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
             )
     if settings.mode.value not in modes:
         raise ConfigError(f"mode {settings.mode.value!r} is not available here; available: {sorted(modes)}")
+    if settings.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        # after the models are loaded: numpy and OpenCV each bring their own OpenBLAS; process-wide and kept
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")
     return Analysis(modes=modes, default_mode=settings.mode.value)
 
 

@@ -102,3 +102,12 @@ def test_region_search_finds_one_small_car_in_a_car_free_scene(shared_dir: Path,
     best = max(iou((r.x1, r.y1, r.x2, r.y2), truth) for r in record.regions)
     assert best >= 0.3, [(r.x1, r.y1, r.x2, r.y2, r.score) for r in record.regions]
     assert record.brands and len(record.brands) <= 5
+
+
+def test_loading_the_analysis_caps_numpys_blas_threads(analysis: Analysis) -> None:
+    """Idle OpenBLAS threads spin and take the core from a second worker process: one thread by default."""
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas, "numpy has no BLAS thread pool to cap"
+    assert {pool["num_threads"] for pool in blas} == {1}
