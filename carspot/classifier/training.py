@@ -17,7 +17,7 @@ The recipe, and why:
 
 The validation split is by car model (``split="by-model"``, needs ``class_id``; other datasets fall back to by
 image); ``compare_by_image`` also trains the head on a by-image split of the same cache and records its
-numbers, so the difference is visible. TensorBoard logs go to ``<model_dir>/.logs/<version>`` unless told otherwise.
+numbers, so the difference is visible. TensorBoard logs go to ``<log_dir>/<version>`` (default ``<model_dir>/.logs``).
 """
 
 from __future__ import annotations
@@ -270,7 +270,8 @@ def train(
     ``data`` is a Stanford-Cars-style ``labels.csv``, any ``path,make`` CSV, a folder per make, or samples.
     The backbone comes from ``<model_dir>/backbone`` (built from the PyPI package if missing). Promote the
     result with `carspot.classifier.registry.promote`. ``on_stage(name, numbers)`` is told each stage's
-    metrics as they come (the CLI prints them).
+    metrics as they come (the CLI prints them). TensorBoard logs go to ``<log_dir>/<version>/<stage>-<split>``
+    (``log_dir`` defaults to ``<model_dir>/.logs``), so runs sit side by side in one TensorBoard.
     """
     import keras
 
@@ -300,7 +301,7 @@ def train(
     out = version_dir(model_dir, version)
     if out.exists():
         raise FileExistsError(f"{out}: version exists")
-    logs = Path(log_dir) if log_dir else model_dir / ".logs" / version
+    logs = (Path(log_dir) if log_dir else model_dir / ".logs") / version  # one folder per run: none overwrites
     data_hash = dataset_sha256(samples)
 
     t0 = time.perf_counter()

@@ -56,6 +56,13 @@ def test_training_beats_chance_on_held_out_images(trained: tuple[Path, object]) 
     }
 
 
+def test_each_run_logs_to_its_own_tensorboard_folder(trained: tuple[Path, object]) -> None:
+    model_dir, _ = trained
+    run = model_dir / ".logs" / "tiny"
+    stages = {path.relative_to(run).parts[0] for path in run.rglob("events.out.tfevents.*")}
+    assert stages == {"head-by-image", "finetune-by-image"}
+
+
 def test_int8_is_released_only_when_it_keeps_the_float_models_top5(trained: tuple[Path, object]) -> None:
     model_dir, result = trained
     manifest = read_manifest(model_dir, "tiny", verify=True)
