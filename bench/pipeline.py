@@ -3,7 +3,7 @@
 Prints images/s, ingest-to-stored latency (p50/p95, from the database's own timestamps), time per worker
 stage and the workers' peak RSS. Needs `carspot services up`. Asserts nothing.
 
-    .venv/bin/python bench/pipeline.py --posts 1000 --workers 1 [--json]
+    .venv/bin/python bench/pipeline.py --posts 1000 --workers 1 [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="LiteRT and OpenCV threads per worker (default: the settings')"
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()
 
@@ -102,6 +105,11 @@ def main() -> None:
         # The posts are crops of the same few scenes, which the perceptual hash rightly links as one picture;
         # the benchmark wants every post analysed.
         "CARSPOT_PHASH_DEDUP": "false",
+        **(
+            {"CARSPOT_CLASSIFIER_THREADS": str(args.threads), "CARSPOT_CV_THREADS": str(args.threads)}
+            if args.threads
+            else {}
+        ),
     }
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -171,6 +179,7 @@ def collect(
     return {
         "posts": args.posts,
         "workers": args.workers,
+        "threads_per_worker": args.threads or Settings.model_fields["classifier_threads"].default,
         "partitions": args.partitions,
         "stored_posts": len(rows),
         "analyses": analyses,
@@ -186,7 +195,10 @@ def collect(
 
 
 def report(figures: dict[str, Any], *, as_json: bool) -> None:
-    print(f"posts {figures['posts']} · workers {figures['workers']} · partitions {figures['partitions']}")
+    print(
+        f"posts {figures['posts']} · workers {figures['workers']} × {figures['threads_per_worker']} threads"
+        f" · partitions {figures['partitions']}"
+    )
     print(f"stored posts       {figures['stored_posts']}  (analyses {figures['analyses']}, cars {figures['cars']})")
     print(f"ingest             {figures['ingest_posts_per_s']} posts/s")
     print(f"end to end         {figures['images_per_s']} images/s")
