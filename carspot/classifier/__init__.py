@@ -1,14 +1,15 @@
 """Brand classifier: load, predict top-k; training (transfer learning), evaluation, model registry.
 
-Importing this package is cheap and never imports TensorFlow: serving (`load_classifier`) needs only LiteRT;
-`train` and `build_backbone` import TensorFlow inside the call (through `carspot.classifier.keras_model`, the
-one module that imports it). The public entry points the pipeline wires:
+Importing this package is cheap and never imports TensorFlow: serving (`load_classifier`) needs only LiteRT on
+CPU, and imports TensorFlow only to serve on a GPU it sees (`carspot.classifier.runtime`); `train` and
+`build_backbone` import TensorFlow inside the call (through `carspot.classifier.keras_model`). The public
+entry points the pipeline wires:
 
 - `build_backbone(model_dir)`                       ``carspot models build``
 - `train(data, *, model_dir, ...)`                  ``carspot train``
 - `evaluate(samples, predict_top_k, ...)` / `evaluate_path(path, predict_top_k, ...)`   ``carspot evaluate``
 - `promote(model_dir, candidate, evaluate_fn, *, force=False)`                        ``carspot models promote``
-- `load_classifier(model_dir, version=None)` -> `BrandClassifier`, `current_version(model_dir)`,
+- `load_classifier(model_dir, version=None, *, runtime="auto")` -> `BrandClassifier`, `current_version(model_dir)`,
   `merge_top_k(per_region)` (an image's top-5 over its car regions)                   the worker
 """
 

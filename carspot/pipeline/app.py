@@ -135,7 +135,9 @@ def load_brand_classifier(settings: Settings) -> CurrentClassifier | None:
         log.warning("no brand model in %s: analyses will find cars but no brands", model_dir)
         return None
     return CurrentClassifier(
-        load=lambda version: load_classifier(model_dir, version, threads=settings.classifier_threads),
+        load=lambda version: load_classifier(
+            model_dir, version, threads=settings.classifier_threads, runtime=settings.classifier_runtime
+        ),
         current_version=lambda: current_version(model_dir),
         check_interval_s=settings.model_check_interval_s,
     )

@@ -312,11 +312,12 @@ def models_promote(
     from carspot.classifier.registry import promote
     from carspot.classifier.serving import load_classifier
 
-    model_dir = _settings().model_dir
+    settings = _settings()
+    model_dir = settings.model_dir
     samples = load_samples(data)
 
     def evaluate_version(version: str) -> Any:
-        analysis = _analysis_with(load_classifier(model_dir, version))
+        analysis = _analysis_with(load_classifier(model_dir, version, runtime=settings.classifier_runtime))
         return evaluate(samples, _predictor(analysis), progress=True)
 
     result = promote(model_dir, candidate, evaluate_version, force=force)

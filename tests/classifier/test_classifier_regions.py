@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from carspot.classifier.car_head import CAR_CLASSES, car_probability, imagenet_head, with_feature_outputs
+from carspot.classifier.litert_runtime import LiteRTRuntime
 from carspot.classifier.serving import BrandClassifier, load_classifier
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -79,13 +80,14 @@ def test_imagenet_head_and_car_classes() -> None:
 def test_without_feature_output_there_is_no_predict_regions() -> None:
     model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
     labels = [f"m{i}" for i in range(49)]
-    ok = BrandClassifier(model=model, version="v", labels=labels)
-    assert hasattr(ok, "predict_regions")
-    broken = BrandClassifier.__new__(BrandClassifier)
-    broken._feature_output = None
-    broken._car_head = None
-    broken._regions_unavailable = "test"
-    assert not hasattr(broken, "predict_regions")
+    runtime = LiteRTRuntime(model, threads=1)
+    assert hasattr(BrandClassifier(runtime=runtime, version="v", labels=labels), "predict_regions")
+
+    runtime._pooled_output = runtime._map_output = None  # as for a model whose head is not a dense layer
+    runtime.features_unavailable = "no FULLY_CONNECTED layer"
+    plain = BrandClassifier(runtime=runtime, version="v", labels=labels)
+    assert not hasattr(plain, "predict_regions") and not hasattr(plain, "region_car_scores")
+    assert len(plain.predict([np.zeros((40, 60, 3), np.uint8)])[0]) == 5
 
 
 def test_one_whole_image_pass_ranks_the_box_around_a_pasted_car_first(

@@ -76,6 +76,7 @@ def test_the_version_has_a_complete_manifest(trained: tuple[Path, object]) -> No
     model_dir, _ = trained
     manifest = read_manifest(model_dir, "tiny", verify=True)
     assert manifest["labels"] == sorted(MAKES)
+    assert manifest["tensorflow_weights"]["file"] == "classifier.weights.h5"  # verified by read_manifest too
     assert len(manifest["training_data_sha256"]) == 64
     assert manifest["metrics"]["by-image/released"]["n"] == 27
     assert 0.01 < manifest["temperature"] < 20  # the fit searches 0.05..20 and refines by ±10 %

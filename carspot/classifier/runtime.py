@@ -1,0 +1,72 @@
+"""What serving needs of a runtime that runs the brand model: one forward pass over a batch of input pixels.
+
+Two implement it: `carspot.classifier.litert_runtime` (CPU, the default) and
+`carspot.classifier.tensorflow_runtime` (TensorFlow, chosen when it sees a GPU). `choose_runtime` decides.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+__all__ = ["RunOutputs", "Runtime", "RuntimeChoice", "choose_runtime", "gpu_visible"]
+
+RuntimeChoice = Literal["auto", "litert", "tensorflow"]
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    probabilities: np.ndarray
+    """batch x makes, temperature-calibrated softmax."""
+    pooled: np.ndarray | None = None
+    """batch x 1280: the features the brand head sees (when asked for and available)."""
+    feature_map: np.ndarray | None = None
+    """batch x H/32 x W/32 x 1280: the map before pooling (when asked for and available)."""
+
+
+class Runtime(Protocol):
+    name: str
+    device: str
+    classes: int
+    max_batch: int
+    features_unavailable: str
+    """Why the pooled features cannot be given ("" when they can)."""
+
+    @property
+    def has_pooled(self) -> bool: ...
+
+    @property
+    def has_feature_map(self) -> bool: ...
+
+    def run(self, pixels: np.ndarray, *, pooled: bool = False, feature_map: bool = False) -> RunOutputs:
+        """``pixels``: N x S x S x 3 float32 raw RGB (0..255); at most ``max_batch`` rows. Not thread-safe."""
+        ...
+
+
+def gpu_visible() -> bool:
+    """TensorFlow is installed and lists a GPU. TensorFlow is imported only when a GPU device node exists, so a
+    CPU worker never pays for its import (seconds and a few hundred MB)."""
+    if importlib.util.find_spec("tensorflow") is None or not glob.glob("/dev/nvidia[0-9]*"):
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def choose_runtime(
+    choice: RuntimeChoice, *, has_tensorflow_weights: bool, gpu: Callable[[], bool] = gpu_visible
+) -> Literal["litert", "tensorflow"]:
+    """``auto``: TensorFlow when the model version ships its Keras weights and TensorFlow sees a GPU, else LiteRT.
+    An explicit choice is kept; ``tensorflow`` without the weights is an error the caller reports."""
+    if choice == "litert":
+        return "litert"
+    if choice == "tensorflow":
+        if not has_tensorflow_weights:
+            raise ValueError("this model version has no TensorFlow weights (classifier.weights.h5)")
+        return "tensorflow"
+    return "tensorflow" if has_tensorflow_weights and gpu() else "litert"
