@@ -4,9 +4,11 @@ Loads the registry's current version (or ``--version``) from ``--model-dir`` (de
 ``models/``) through the serving code, so the figures include resizing each crop to 224x224. Crops are random
 real-looking sizes cut from the shared Stanford Cars photos. Two ways to use the cores are measured: one
 process whose LiteRT uses ``--threads`` threads, and ``--processes`` single-threaded processes at once (one
-worker per core, how ops scale CarSpot), whose rates are summed. Asserts nothing.
+worker per core, how ops scale CarSpot), whose rates are summed. ``--runtime tensorflow`` measures the GPU
+runtime instead (on a machine without a GPU, TensorFlow's CPU device). Asserts nothing.
 
-    .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--processes 2] [--json]
+    .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--processes 2]
+                                         [--runtime auto|litert|tensorflow] [--json]
 """
 
 from __future__ import annotations
@@ -52,21 +54,22 @@ def throughput(predict, batch: list[np.ndarray], seconds: float) -> float:  # ty
     return done / (time.perf_counter() - started)
 
 
-def cold_load_seconds(model_dir: Path, version: str | None, threads: int) -> float:
+def cold_load_seconds(model_dir: Path, version: str | None, threads: int, runtime: str) -> float:
     """Load time in a fresh interpreter (imports included), as a worker starting up sees it."""
     code = (
         "import time; t = time.perf_counter();"
         "from carspot.classifier.serving import load_classifier;"
-        f"load_classifier({str(model_dir)!r}, {version!r}, threads={threads});"
+        f"load_classifier({str(model_dir)!r}, {version!r}, threads={threads}, runtime={runtime!r});"
         "print(time.perf_counter() - t)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def parallel(model_dir: Path, version: str | None, *, processes: int, seconds: float) -> dict[str, float]:
+def parallel(model_dir: Path, version: str | None, *, processes: int, seconds: float, runtime: str) -> dict[str, float]:
     """``processes`` single-threaded copies of this benchmark at once; their rates summed."""
     cmd = [sys.executable, __file__, "--single", "--model-dir", str(model_dir), "--seconds", str(seconds)]
+    cmd += ["--runtime", runtime]
     if version:
         cmd += ["--version", version]
     running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(processes)]
@@ -85,34 +88,41 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--runtime", choices=("auto", "litert", "tensorflow"), default="auto")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one process's rates, as JSON
     args = parser.parse_args()
 
+    from carspot.classifier.registry import read_manifest
     from carspot.classifier.serving import load_classifier
 
     if args.single:
-        one = load_classifier(args.model_dir, args.version, threads=1)
+        one = load_classifier(args.model_dir, args.version, threads=1, runtime=args.runtime)
         pool = crops(64)
         rates = [throughput(one.predict, pool[:n], args.seconds) for n in (1, 32)]
         print(json.dumps({"batch1": rates[0], "batch32": rates[1]}))
         return
 
     started = time.perf_counter()
-    classifier = load_classifier(args.model_dir, args.version, threads=args.threads)
+    classifier = load_classifier(args.model_dir, args.version, threads=args.threads, runtime=args.runtime)
     warm_load = time.perf_counter() - started
-    cold_load = cold_load_seconds(args.model_dir, args.version, args.threads)
+    cold_load = cold_load_seconds(args.model_dir, args.version, args.threads, args.runtime)
     pool = crops(64)
+    manifest = read_manifest(args.model_dir, classifier.version)
+    served = manifest["tensorflow_weights"]["file"] if classifier.runtime.startswith("tensorflow") else None
     results = {
         "version": classifier.version,
-        "model_bytes": sum(p.stat().st_size for p in (args.model_dir / "versions" / classifier.version).iterdir()),
+        "runtime": classifier.runtime,
+        "model_bytes": (args.model_dir / "versions" / classifier.version / (served or manifest["model_file"]))
+        .stat()
+        .st_size,
         "threads": args.threads,
         "load_seconds_cold": round(cold_load, 3),
         "load_seconds_in_process": round(warm_load, 3),
         "crops_per_s_batch1": round(throughput(classifier.predict, pool[:1], args.seconds), 1),
         "crops_per_s_batch32": round(throughput(classifier.predict, pool[:32], args.seconds), 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        **parallel(args.model_dir, args.version, processes=args.processes, seconds=args.seconds),
+        **parallel(args.model_dir, args.version, processes=args.processes, seconds=args.seconds, runtime=args.runtime),
         "cpus": os.cpu_count(),
     }
     if args.json:
