@@ -57,6 +57,9 @@ class TrainConfig:
     head_lr: float = 2e-3
     finetune_lr: float = 3e-4
     label_smoothing: float = 0.1
+    model_loss_weight: float = 0.0
+    """Fine-tuning also trains an auxiliary car-model head (Stanford's 196 classes, when every sample has its
+    model) with this weight on its loss; the head is dropped after training."""
     quantize: bool = True
     """Also export int8 (post-training, calibrated on training views) and release it when its validation top-5
     is within ``quantize_max_top5_drop`` of the float model's; otherwise the float model is released."""
@@ -189,8 +192,11 @@ def _finetune(
     *,
     log_dir: Path | None,
     verbose: int,
+    car_models: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Trains the upper blocks (BatchNorm frozen) and the head together on cached activations, in place."""
+    """Trains the upper blocks (BatchNorm frozen) and the head together on cached activations, in place.
+
+    ``car_models`` (one index per row) with ``cfg.model_loss_weight`` > 0 adds the auxiliary car-model head."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed + 1)
@@ -200,19 +206,32 @@ def _finetune(
     h = keras.layers.Dropout(0.3)(upper.output)
     dense = keras.layers.Dense(n_classes, name="make_logits")
     logits = dense(h)
-    model = keras.Model(inputs, logits)
+    auxiliary = car_models is not None and cfg.model_loss_weight > 0
+    outputs = [logits]
+    targets = [keras.utils.to_categorical(y, n_classes)]
+    if auxiliary:
+        assert car_models is not None
+        n_models = int(car_models.max()) + 1
+        outputs.append(keras.layers.Dense(n_models, name="car_model_logits")(h))
+        targets.append(keras.utils.to_categorical(car_models, n_models))
+    model = keras.Model(inputs, outputs)
     dense.set_weights(list(head))
     steps = max(1, int(np.ceil(len(acts) / cfg.batch_size))) * cfg.finetune_epochs
     schedule = keras.optimizers.schedules.CosineDecay(cfg.finetune_lr, steps, warmup_target=None)
+
+    def loss() -> Any:
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
+
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        loss=[loss() for _ in outputs],
+        loss_weights=[1.0, cfg.model_loss_weight][: len(outputs)],
     )
     weights = _class_weights(y, n_classes)[y]
     callbacks = [keras.callbacks.TensorBoard(str(log_dir))] if log_dir else []
     model.fit(
         acts,
-        keras.utils.to_categorical(y, n_classes),
+        targets,
         sample_weight=weights,
         batch_size=cfg.batch_size,
         epochs=cfg.finetune_epochs,
@@ -355,6 +374,10 @@ def train(
     if cfg.finetune_epochs > 0:
         t0 = time.perf_counter()
         train_acts = acts[tr].reshape(-1, *acts.shape[2:])
+        car_models = None
+        if has_groups and cfg.model_loss_weight > 0:
+            group_index = {g: i for i, g in enumerate(sorted({str(s.group) for s in samples}))}
+            car_models = np.repeat(np.array([group_index[str(samples[i].group)] for i in tr]), cfg.views)
         kernel, bias = _finetune(
             upper,
             train_acts,
@@ -364,6 +387,7 @@ def train(
             cfg,
             log_dir=logs / f"finetune-{primary.kind}",
             verbose=verbose,
+            car_models=car_models,
         )
         del train_acts
         for layer in upper.layers:
