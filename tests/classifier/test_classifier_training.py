@@ -132,3 +132,24 @@ def test_a_tampered_model_file_is_refused_at_load(trained: tuple[Path, object], 
     path.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError):
         load_classifier(copy, "tiny")
+
+
+def test_the_auxiliary_car_model_loss_changes_what_fine_tuning_learns() -> None:
+    """Same seed, same data: only the auxiliary head's loss differs, so the make head must come out different."""
+    from carspot.classifier import keras_model
+    from carspot.classifier.training import TrainConfig, _finetune
+
+    rng = np.random.default_rng(0)
+    full = keras_model.build_efficientnet_lite0(include_top=False)
+    acts = rng.normal(size=(16, 7, 7, 192)).astype(np.float32)  # the input of the last block at 224 px
+    makes, car_models = np.repeat([0, 1], 8), np.repeat([0, 1, 2, 3], 4)
+    head = (np.zeros((1280, 2), np.float32), np.zeros(2, np.float32))
+
+    def make_head(weight: float) -> np.ndarray:
+        _, upper = keras_model.split_at_block(full, 15)
+        cfg = TrainConfig(finetune_epochs=1, batch_size=8, model_loss_weight=weight)
+        kernel, _ = _finetune(upper, acts, makes, head, 2, cfg, log_dir=None, verbose=0, car_models=car_models)
+        return kernel
+
+    assert np.allclose(make_head(0.0), make_head(0.0))
+    assert not np.allclose(make_head(0.0), make_head(1.0))
