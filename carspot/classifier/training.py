@@ -59,7 +59,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     model_loss_weight: float = 0.0
     """Fine-tuning also trains an auxiliary car-model head (Stanford's 196 classes, when every sample has its
-    model) with this weight on its loss; the head is dropped after training."""
+    model) with this weight on its loss; the head is dropped after training. Off: measured with 0.5 on the
+    by-model split, the make head reached 49.8 % top-1 / 73.8 % top-5 against 52.2 / 74.2 % without it."""
     quantize: bool = True
     """Also export int8 (post-training, calibrated on training views) and release it when its validation top-5
     is within ``quantize_max_top5_drop`` of the float model's; otherwise the float model is released."""
