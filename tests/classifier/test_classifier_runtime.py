@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from carspot.classifier.errors import ModelIntegrityError, ModelLoadError
+from carspot.classifier.litert_runtime import EXACT_BATCHES, batch_sizes
 from carspot.classifier.registry import current_version, read_manifest
 from carspot.classifier.runtime import choose_runtime, gpu_visible
 from carspot.classifier.serving import BrandClassifier, load_classifier
@@ -113,3 +114,27 @@ def test_tensorflow_without_keras_weights_is_a_clear_load_error(tmp_path: Path) 
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="no TensorFlow weights"):
         load_classifier(copy, runtime="tensorflow")
+
+
+def test_litert_splits_crops_into_runs_without_padding() -> None:
+    assert batch_sizes(0, 32) == []
+    assert batch_sizes(7, 32) == [7]
+    assert batch_sizes(9, 32) == [8, 1]
+    assert batch_sizes(11, 32) == [8, 3]
+    assert batch_sizes(31, 32) == [16, 8, 7]
+    assert batch_sizes(70, 32) == [32, 32, 6]
+    assert batch_sizes(5, 4) == [4, 1]
+    for n in range(100):
+        sizes = batch_sizes(n, 32)
+        assert sum(sizes) == n
+        assert all(s <= EXACT_BATCHES or s in (16, 32) for s in sizes)  # the interpreters a worker keeps
+
+
+def test_a_split_batch_gives_what_each_crop_gives_alone(photos: list[np.ndarray]) -> None:
+    classifier = load_classifier(MODELS, runtime="litert", threads=1)
+    crops = photos[:11]
+    together_probs, together_car = classifier.probabilities(crops), classifier.predict_regions(crops)[1]
+    alone = [classifier.probabilities([c])[0] for c in crops]
+    alone_car = [classifier.predict_regions([c])[1][0] for c in crops]
+    assert np.allclose(together_probs, np.stack(alone), atol=1e-5)
+    assert np.allclose(together_car, alone_car, atol=1e-5)
