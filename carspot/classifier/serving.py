@@ -213,6 +213,8 @@ def load_classifier(
             engine = TensorFlowRuntime(
                 weights=path, classes=len(manifest["labels"]), temperature=float(manifest["temperature"])
             )
+        except ImportError as exc:
+            raise ModelLoadError(f"the tensorflow runtime needs TensorFlow (pip install -e .[gpu]): {exc}") from exc
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"{path}: TensorFlow cannot load it: {exc}") from exc
     else:

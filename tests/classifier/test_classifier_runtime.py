@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,12 @@ def test_a_split_batch_gives_what_each_crop_gives_alone(photos: list[np.ndarray]
     alone_car = [classifier.predict_regions([c])[1][0] for c in crops]
     assert np.allclose(together_probs, np.stack(alone), atol=1e-5)
     assert np.allclose(together_car, alone_car, atol=1e-5)
+
+
+def test_tensorflow_runtime_without_tensorflow_installed_is_a_clear_load_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # what `import tensorflow` sees without the package
+    monkeypatch.delitem(sys.modules, "carspot.classifier.keras_model", raising=False)
+    with pytest.raises(ModelLoadError, match=r"needs TensorFlow \(pip install -e \.\[gpu\]\)"):
+        load_classifier(MODELS, runtime="tensorflow")
