@@ -10,6 +10,7 @@ The model's pooled features and pre-pool feature map are added as extra outputs 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -58,6 +59,12 @@ def _dequantized(interp: Any, detail: dict[str, Any]) -> np.ndarray:
     return ((values.astype(np.float32) - float(zero_point)) * float(scale)).astype(np.float32)
 
 
+def _joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    """The parts of one output in order, or None when it was not asked for."""
+    present = [part for part in parts if part is not None]
+    return np.concatenate(present) if present else None
+
+
 class LiteRTRuntime:
     """Runs a ``.tflite`` brand model; not thread-safe (the caller holds a lock)."""
 
@@ -104,21 +111,17 @@ class LiteRTRuntime:
         return interp
 
     def run(self, pixels: np.ndarray, *, pooled: bool = False, feature_map: bool = False) -> RunOutputs:
-        parts = []
-        start = 0
-        for count in batch_sizes(len(pixels), self.max_batch):
-            parts.append(self._invoke(pixels[start : start + count], pooled=pooled, feature_map=feature_map))
-            start += count
+        bounds = itertools.accumulate(batch_sizes(len(pixels), self.max_batch), initial=0)
+        parts = [
+            self._invoke(pixels[a:b], pooled=pooled, feature_map=feature_map) for a, b in itertools.pairwise(bounds)
+        ]
         if len(parts) == 1:
             return parts[0]
-
-        def joined(field: str) -> np.ndarray | None:
-            values = [getattr(part, field) for part in parts]
-            return None if values[0] is None else np.concatenate(values)
-
-        probabilities = joined("probabilities")
-        assert probabilities is not None
-        return RunOutputs(probabilities=probabilities, pooled=joined("pooled"), feature_map=joined("feature_map"))
+        return RunOutputs(
+            probabilities=np.concatenate([p.probabilities for p in parts]),
+            pooled=_joined([p.pooled for p in parts]),
+            feature_map=_joined([p.feature_map for p in parts]),
+        )
 
     def _invoke(self, pixels: np.ndarray, *, pooled: bool, feature_map: bool) -> RunOutputs:
         interp = self._interpreter(len(pixels), int(pixels.shape[1]))

@@ -104,6 +104,17 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+def read_verified(path: Path, sha256: str) -> bytes:
+    """The file's bytes, after checking them against the manifest's sha256 (missing or altered: an error)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"{path}: missing") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelIntegrityError(f"{path}: sha256 differs from its manifest")
+    return data
+
+
 def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) -> dict[str, Any]:
     """A version's manifest; with ``verify`` the sha256 of the model file (and of the Keras weights, when the
     version has them) is checked against it."""
@@ -125,11 +136,9 @@ def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) 
         if isinstance(weights, dict):
             files.append((weights.get("file", ""), weights.get("sha256", "")))
         for name, sha256 in files:
-            model = directory / name
-            if not name or not model.is_file():
-                raise ModelNotFoundError(f"{model}: missing")
-            if file_sha256(model) != sha256:
-                raise ModelIntegrityError(f"{model}: sha256 differs from its manifest")
+            if not name:
+                raise ManifestError(f"{path}: a file entry has no name")
+            read_verified(directory / name, sha256)
     return manifest
 
 

@@ -14,7 +14,6 @@ can be read; ``hasattr(classifier, "predict_regions")`` tells.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -28,11 +27,10 @@ from carspot.classifier.augment import to_input
 from carspot.classifier.errors import (
     InvalidCropError,
     ManifestError,
-    ModelIntegrityError,
     ModelLoadError,
     ModelNotFoundError,
 )
-from carspot.classifier.registry import current_version, read_manifest, version_dir
+from carspot.classifier.registry import current_version, read_manifest, read_verified, version_dir
 from carspot.classifier.runtime import Runtime, RuntimeChoice, choose_runtime
 
 __all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
@@ -168,16 +166,6 @@ TENSORFLOW_WEIGHTS = "tensorflow_weights"
 runtime's input; versions released before it have none and serve on LiteRT only)."""
 
 
-def _verified_bytes(path: Path, sha256: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"{path}: missing") from exc
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ModelIntegrityError(f"{path}: sha256 differs from its manifest")
-    return data
-
-
 def load_classifier(
     model_dir: Path | str,
     version: str | None = None,
@@ -206,7 +194,7 @@ def load_classifier(
     if chosen == "tensorflow":
         assert weights is not None
         path = folder / weights["file"]
-        _verified_bytes(path, weights["sha256"])
+        read_verified(path, weights["sha256"])
         from carspot.classifier.tensorflow_runtime import TensorFlowRuntime
 
         try:
@@ -219,7 +207,7 @@ def load_classifier(
             raise ModelLoadError(f"{path}: TensorFlow cannot load it: {exc}") from exc
     else:
         path = folder / manifest["model_file"]
-        model = _verified_bytes(path, manifest["sha256"])
+        model = read_verified(path, manifest["sha256"])
         from carspot.classifier.litert_runtime import LiteRTRuntime
 
         try:

@@ -197,7 +197,8 @@ def _finetune(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Trains the upper blocks (BatchNorm frozen) and the head together on cached activations, in place.
 
-    ``car_models`` (one index per row) with ``cfg.model_loss_weight`` > 0 adds the auxiliary car-model head."""
+    ``car_models`` (one index per row) adds the auxiliary car-model head, its loss weighted by
+    ``cfg.model_loss_weight``."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed + 1)
@@ -207,14 +208,12 @@ def _finetune(
     h = keras.layers.Dropout(0.3)(upper.output)
     dense = keras.layers.Dense(n_classes, name="make_logits")
     logits = dense(h)
-    auxiliary = car_models is not None and cfg.model_loss_weight > 0
-    outputs = [logits]
-    targets = [keras.utils.to_categorical(y, n_classes)]
-    if auxiliary:
-        assert car_models is not None
+    outputs, targets, loss_weights = [logits], [keras.utils.to_categorical(y, n_classes)], [1.0]
+    if car_models is not None:
         n_models = int(car_models.max()) + 1
         outputs.append(keras.layers.Dense(n_models, name="car_model_logits")(h))
         targets.append(keras.utils.to_categorical(car_models, n_models))
+        loss_weights.append(cfg.model_loss_weight)
     model = keras.Model(inputs, outputs)
     dense.set_weights(list(head))
     steps = max(1, int(np.ceil(len(acts) / cfg.batch_size))) * cfg.finetune_epochs
@@ -226,7 +225,7 @@ def _finetune(
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
         loss=[loss() for _ in outputs],
-        loss_weights=[1.0, cfg.model_loss_weight][: len(outputs)],
+        loss_weights=loss_weights,
     )
     weights = _class_weights(y, n_classes)[y]
     callbacks = [keras.callbacks.TensorBoard(str(log_dir))] if log_dir else []
@@ -452,8 +451,10 @@ def train(
         write_manifest(out, manifest)
 
     def evaluate_served(precision: str) -> EvaluationReport:
-        """The version's file as the worker serves it, on the validation split."""
-        report = evaluate(val_samples, load_classifier(model_dir, version).predict_one, progress=progress)
+        """The exported file as a CPU worker serves it, on the validation split (LiteRT even where a GPU would
+        serve the Keras weights: this compares the float32 and int8 files)."""
+        served = load_classifier(model_dir, version, runtime="litert")
+        report = evaluate(val_samples, served.predict_one, progress=progress)
         metrics[f"{primary.kind}/released-{precision}"] = report.summary()
         say(f"{primary.kind}/released-{precision}", report.summary())
         return report

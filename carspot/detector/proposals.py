@@ -37,7 +37,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ from carspot.detector.nms import non_max_suppression
 __all__ = [
     "BACKENDS",
     "ProposalFilters",
+    "ProposalMode",
     "Proposals",
     "Proposer",
     "load_proposer",
@@ -57,7 +58,8 @@ __all__ = [
 
 Backend = Literal["opencv", "selectivesearch"]
 BACKENDS: Final[tuple[str, ...]] = ("opencv", "selectivesearch")
-MODES: Final[tuple[str, ...]] = ("fast", "quality", "single")
+ProposalMode = Literal["fast", "quality", "single"]
+MODES: Final[tuple[str, ...]] = get_args(ProposalMode)
 PROPOSAL_LABEL: Final = "proposal"
 
 
@@ -207,7 +209,7 @@ def load_proposer(
     *,
     backend: str = "opencv",
     max_side: int | None = 256,
-    mode: Literal["fast", "quality", "single"] = "fast",
+    mode: ProposalMode = "fast",
     num_threads: int | None = 1,
     filters: ProposalFilters | None = None,
     ss_scale: float = 500.0,
@@ -302,7 +304,7 @@ def propose(
     *,
     backend: str = "opencv",
     max_side: int | None = 256,
-    mode: Literal["fast", "quality", "single"] = "fast",
+    mode: ProposalMode = "fast",
     num_threads: int | None = 1,
     filters: ProposalFilters | None = None,
     **backend_options: Any,

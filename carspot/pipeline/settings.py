@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     centernet_dir: Path | None = Field(default=None, description="Built CenterNet; default under data_dir.")
     proposal_backend: str = Field(default="opencv", pattern="^(opencv|selectivesearch)$")
     proposal_max_side: Annotated[int, Field(ge=64, le=2048)] = 256
-    proposal_mode: Literal["fast", "quality", "single"] = "single"
+    proposal_mode: Literal["fast", "quality", "single"] = "single"  # = detector.proposals.ProposalMode
     proposal_max_count: Annotated[int, Field(ge=1, le=2000)] = 64
     region_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default=_REPO_ROOT / "models", description="Brand model registry (versions + CURRENT).")
     model_check_interval_s: Annotated[float, Field(gt=0)] = 5.0
     classifier_threads: Annotated[int, Field(ge=1)] = 2
-    classifier_runtime: Literal["auto", "litert", "tensorflow"] = "auto"
+    classifier_runtime: Literal["auto", "litert", "tensorflow"] = "auto"  # = classifier.runtime.RuntimeChoice
     """auto: TensorFlow when it sees a GPU and the model version ships its Keras weights, else LiteRT (CPU)."""
 
     batch_max_messages: Annotated[int, Field(ge=1)] = 32

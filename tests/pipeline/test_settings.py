@@ -49,3 +49,15 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARSPOT_IMAGE_MAX_SIDE", "10")
     with pytest.raises(ValueError, match="image_max_side"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_choice_settings_match_the_modules_that_define_the_choices() -> None:
+    """Settings spells these out (importing the detector and classifier packages would slow every CLI start)."""
+    from typing import get_args
+
+    from carspot.classifier.runtime import RuntimeChoice
+    from carspot.detector.proposals import ProposalMode
+
+    fields = Settings.model_fields
+    assert get_args(fields["proposal_mode"].annotation) == get_args(ProposalMode)
+    assert get_args(fields["classifier_runtime"].annotation) == get_args(RuntimeChoice)
