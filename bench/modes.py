@@ -54,7 +54,10 @@ def main() -> None:
         comparison = compare_path(
             folder / "labels.csv", analysis=analysis, settings=settings, modes=modes, workers=args.workers
         )
-    print(f"{args.workers} worker process(es) on {os.cpu_count()} cores")
+    print(
+        f"{args.workers} worker process(es) on {os.cpu_count()} cores, "
+        f"{settings.analysis_batch_images} images per classifier call (CARSPOT_ANALYSIS_BATCH_IMAGES)"
+    )
     print(comparison.render())
     figures = {
         r.mode: {

@@ -225,12 +225,13 @@ def worker(
             max_poll_interval_ms=s.max_poll_interval_ms,
         ),
         dead_letters=KafkaDeadLetterSink(producer=producer, topic=s.dlq_topic),
-        analyze=analysis,
+        analyze=analysis.analyse_batch,
         decode_image=decode_jpeg_rgb,
         write_batch=store.write_batch,
         known_images=store.known_images,
         batch_max_messages=s.batch_max_messages,
         batch_max_seconds=s.batch_max_seconds,
+        analysis_batch_images=s.analysis_batch_images,
     )
     install_stop_handlers(the_worker.stop)
     try:

@@ -77,12 +77,13 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
     worker = Worker(
         source=queue,
         dead_letters=dead_letters,
-        analyze=analysis,
+        analyze=analysis.analyse_batch,
         decode_image=decode_jpeg_rgb,
         write_batch=store.write_batch,
         known_images=store.known_images,
         batch_max_messages=settings.batch_max_messages,
         batch_max_seconds=settings.batch_max_seconds,
+        analysis_batch_images=settings.analysis_batch_images,
         poll_timeout_s=0.2,
     )
     stopping = threading.Event()

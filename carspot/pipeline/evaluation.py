@@ -18,8 +18,8 @@ import numpy as np
 
 from carspot.classifier.data import Sample, load_image, load_samples
 from carspot.classifier.evaluate import EvaluationReport, TopK, report_from_predictions
-from carspot.pipeline.analysis import Analysis
-from carspot.pipeline.parallel import WARM_UP_IMAGES, ModeRun, process_pool_runner
+from carspot.pipeline.analysis import Analysis, analyse_images
+from carspot.pipeline.parallel import ModeRun, process_pool_runner, warm_up
 from carspot.pipeline.settings import Settings
 
 STANDARD = "standard"
@@ -99,25 +99,37 @@ def _bucket_order(bucket: str) -> tuple[float, str]:
         return (float("inf"), bucket)
 
 
-def predictor(analysis: Analysis, mode: str) -> Callable[[np.ndarray], TopK]:
-    """The image's top-5 makes exactly as the worker computes them in ``mode``."""
+def batch_predictor(analysis: Analysis, mode: str) -> Callable[[Sequence[np.ndarray]], list[TopK]]:
+    """The images' top-5 makes exactly as the worker computes them in ``mode``, the images analysed together
+    (their regions in one classifier call, `carspot.pipeline.analysis.analyse_images`)."""
     runner = analysis.runner(mode)
 
-    def predict(image: np.ndarray) -> TopK:
-        return [(b.make, b.score) for b in runner.run(image).brands]
+    def predict(images: Sequence[np.ndarray]) -> list[TopK]:
+        tops: list[TopK] = []
+        for result in analyse_images([(runner, image) for image in images]):
+            if isinstance(result, Exception):
+                raise result
+            tops.append([(b.make, b.score) for b in result.parts.brands])
+        return tops
 
     return predict
 
 
-def in_process(analysis: Analysis, images: Sequence[np.ndarray]) -> ModeRun:
-    """Each mode over ``images`` in this process, one image after another (threads as the libraries use them)."""
+def predictor(analysis: Analysis, mode: str) -> Callable[[np.ndarray], TopK]:
+    """One image's top-5 makes exactly as the worker computes them in ``mode``."""
+    predict_batch = batch_predictor(analysis, mode)
+    return lambda image: predict_batch([image])[0]
+
+
+def in_process(analysis: Analysis, images: Sequence[np.ndarray], *, batch: int = 8) -> ModeRun:
+    """Each mode over ``images`` in this process, ``batch`` images at a time as the worker groups them (threads
+    as the libraries use them)."""
 
     def run(mode: str) -> tuple[list[TopK], float]:
-        predict = predictor(analysis, mode)
-        for image in images[:WARM_UP_IMAGES]:  # warm-up: first-call allocations are not the mode's speed
-            predict(image)
+        predict = batch_predictor(analysis, mode)
+        warm_up(predict, images)
         started = time.perf_counter()
-        predictions = [predict(image) for image in images]
+        predictions = [top for i in range(0, len(images), batch) for top in predict(images[i : i + batch])]
         return predictions, (time.perf_counter() - started) / len(images)
 
     return run
@@ -183,4 +195,12 @@ def compare_path(
         return compare_modes(samples, modes=modes, run_mode=run, buckets=buckets)
 
 
-__all__ = ["Comparison", "ModeResult", "compare_modes", "compare_path", "in_process", "predictor"]
+__all__ = [
+    "Comparison",
+    "ModeResult",
+    "batch_predictor",
+    "compare_modes",
+    "compare_path",
+    "in_process",
+    "predictor",
+]

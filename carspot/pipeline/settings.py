@@ -130,6 +130,9 @@ class Settings(BaseSettings):
 
     batch_max_messages: Annotated[int, Field(ge=1)] = 32
     batch_max_seconds: Annotated[float, Field(gt=0)] = 5.0
+    analysis_batch_images: Annotated[int, Field(ge=1, le=256)] = 8
+    """Images whose regions go to the brand classifier in one call (a GPU wants more; the time cut of a batch
+    is checked between these groups, so a group's analysis should stay well under ``batch_max_seconds``)."""
     max_poll_interval_ms: Annotated[int, Field(ge=10_000)] = 300_000
 
     log_level: str = "INFO"

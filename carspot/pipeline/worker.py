@@ -4,7 +4,9 @@ Offsets are committed only after the database commit, and every write is idempot
 replays at most one batch and changes nothing. A message that cannot be decoded, analysed or stored goes to the
 dead-letter sink with a reason code and its original bytes, and the worker moves on. Batches are cut by time as
 well as by count: the records not reached in time are re-read next poll (seek), so a slow batch never exceeds
-Kafka's ``max.poll.interval.ms``.
+Kafka's ``max.poll.interval.ms``. The decoded images of a batch are analysed together, ``analysis_batch_images``
+at a time, so the brand classifier sees the regions of several images in one call (`Analysis.analyse_batch`);
+the time cut is checked between those groups.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from carspot.store.writer import BatchConflictError
 
 log = logging.getLogger("carspot.pipeline.worker")
 
-Analyzer = Callable[[Post, np.ndarray], AnalysisRecord]
+BatchAnalyzer = Callable[[Sequence[tuple[Post, np.ndarray]]], Sequence[AnalysisRecord | Exception]]
+"""Per (post, decoded image), in order: its analysis, or the exception that stopped it (dead-lettered with the
+exception's ``reason`` attribute, else ``analysis_error``)."""
 ImageDecoder = Callable[[bytes], np.ndarray]
 BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
 KnownImages = Callable[[Sequence[Post]], set[str]]
@@ -59,6 +63,16 @@ class _Batch:
     originals: dict[str, Incoming] = field(default_factory=dict)  # post id -> its message
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     rewind: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A post whose image is decoded and waits for its group's analysis."""
+
+    message: Incoming
+    post: Post
+    record: PostRecord
+    image: np.ndarray
 
 
 def post_record(post: Post) -> PostRecord:
@@ -99,10 +113,11 @@ class Worker:
         *,
         source: MessageSource,
         dead_letters: DeadLetterSink,
-        analyze: Analyzer,
+        analyze: BatchAnalyzer,
         decode_image: ImageDecoder,
         write_batch: BatchWriter,
         batch_max_messages: int = 32,
+        analysis_batch_images: int = 8,
         batch_max_seconds: float = 5.0,
         poll_timeout_s: float = 1.0,
         write_attempts: int = 8,
@@ -114,6 +129,9 @@ class Worker:
         self._decode_image = decode_image
         self._write_batch = write_batch
         self._batch_max_messages = batch_max_messages
+        if analysis_batch_images < 1:
+            raise ValueError("analysis_batch_images must be at least 1")
+        self._analysis_batch_images = analysis_batch_images
         self._batch_max_seconds = batch_max_seconds
         self._poll_timeout_s = poll_timeout_s
         self._write_attempts = write_attempts
@@ -193,6 +211,7 @@ class Worker:
             except DecodeError as exc:
                 decoded.append(exc)
         known = self._known([p for p in decoded if isinstance(p, Post) and not p.is_link])
+        waiting: list[_Decoded] = []
         for index, (message, post) in enumerate(zip(messages, decoded, strict=True)):
             where = (message.topic, message.partition)
             if index > 0 and (time.monotonic() >= deadline or where in batch.rewind):
@@ -201,9 +220,17 @@ class Worker:
             if isinstance(post, DecodeError):
                 batch.letters.append(_letter(message, reason="decode_error", detail=str(post)))
             else:
-                self._analyse_one(message, post, batch, known=post.post_id in known)
+                ready = self._accept(message, post, batch, known=post.post_id in known)
+                if ready is not None:
+                    waiting.append(ready)
             batch.next_offsets[where] = message.offset + 1
             self.stats.messages += 1
+            if len(waiting) >= self._analysis_batch_images:
+                self._analyse_group(waiting, batch)
+                waiting = []
+        self._analyse_group(waiting, batch)
+        position = {id(message): i for i, message in enumerate(messages)}
+        batch.posts.sort(key=lambda record: position[id(batch.originals[record.post_id])])  # message order
         return batch
 
     def _known(self, posts: Sequence[Post]) -> set[str]:
@@ -219,39 +246,50 @@ class Worker:
                 return self._known_images(posts)
         raise AssertionError("unreachable: tenacity re-raises")
 
-    def _analyse_one(self, message: Incoming, post: Post, batch: _Batch, *, known: bool) -> None:
+    def _accept(self, message: Incoming, post: Post, batch: _Batch, *, known: bool) -> _Decoded | None:
+        """Links and already-analysed pictures go straight to the batch; a new picture is decoded to wait for
+        its group's analysis (None: nothing to analyse, or dead-lettered)."""
         try:
             record = post_record(post)
         except ValueError as exc:  # e.g. text the database cannot hold
             batch.letters.append(_letter(message, reason="invalid_post", detail=str(exc), post=post))
-            return
+            return None
         batch.originals[post.post_id] = message
         if post.is_link or known:
             batch.posts.append(record)
             self.stats.links += post.is_link
             self.stats.already_analysed += known
-            return
+            return None
         t0 = time.perf_counter()
         try:
             image = self._decode_image(post.image or b"")
         except Exception as exc:
             batch.letters.append(_letter(message, reason="image_decode_error", detail=repr(exc), post=post))
+            return None
+        self.stats.seconds["decode"] += time.perf_counter() - t0
+        return _Decoded(message=message, post=post, record=record, image=image)
+
+    def _analyse_group(self, group: Sequence[_Decoded], batch: _Batch) -> None:
+        if not group:
             return
-        t1 = time.perf_counter()
+        t0 = time.perf_counter()
         try:
-            analysis = self._analyze(post, image)
-        except Exception as exc:
-            log.exception("analysis failed for post %s", post.post_id)
-            reason = getattr(exc, "reason", "analysis_error")
-            batch.letters.append(_letter(message, reason=reason, detail=repr(exc), post=post))
-            return
-        t2 = time.perf_counter()
-        self.stats.seconds["decode"] += t1 - t0
-        self.stats.seconds["analyse"] += t2 - t1
-        batch.posts.append(record)
-        batch.analyses.append(analysis)
-        self.stats.analyses += 1
-        self.stats.cars += len(analysis.regions)
+            results = list(self._analyze([(item.post, item.image) for item in group]))
+            if len(results) != len(group):
+                raise RuntimeError(f"the analysis returned {len(results)} results for {len(group)} images")
+        except Exception as exc:  # the analysis broke as a whole: every image of the group is dead-lettered
+            results = [exc] * len(group)
+        self.stats.seconds["analyse"] += time.perf_counter() - t0
+        for item, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("analysis failed for post %s: %r", item.post.post_id, result, exc_info=result)
+                reason = getattr(result, "reason", "analysis_error")
+                batch.letters.append(_letter(item.message, reason=reason, detail=repr(result), post=item.post))
+                continue
+            batch.posts.append(item.record)
+            batch.analyses.append(result)
+            self.stats.analyses += 1
+            self.stats.cars += len(result.regions)
 
     def _write(self, batch: _Batch) -> None:
         if not batch.posts and not batch.analyses:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -59,9 +60,11 @@ class SizeClassifier:
     def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
         self.calls.append([c.shape[:2] for c in crops])
         return [
-            [("Big", 0.7), ("Audi", 0.2), ("BMW", 0.1)] if c.shape[1] > 80 else [("Small", 0.6), ("Audi", 0.3)]
+            ([("Big", 0.7), ("Audi", 0.2), ("BMW", 0.1)] if c.shape[1] > 80 else [("Small", 0.6), ("Audi", 0.3)])[
+                :top_k
+            ]
             for c in crops
-        ][:top_k]
+        ]
 
 
 def test_detector_mode_classifies_each_box_in_one_batch_and_ranks_the_image_top5() -> None:
@@ -225,3 +228,86 @@ def test_region_search_gives_no_pass_to_proposals_the_screen_calls_unlikely() ->
 def test_region_search_with_no_proposals_still_checks_the_whole_image() -> None:
     model, record = run_region_search([], whole_image=True)
     assert model.calls == [[(100, 200)]] and len(record.regions) == 1
+
+
+def batch_of(modes: Sequence[str | None], images: Sequence[np.ndarray]) -> list[tuple[Post, np.ndarray]]:
+    """Posts p0, p1, … asking for these modes (None: the default), with these images."""
+    posts = [dataclasses.replace(post(mode), post_id=f"p{i}") for i, mode in enumerate(modes)]
+    return list(zip(posts, images, strict=True))
+
+
+def test_a_batch_sends_the_regions_of_all_its_images_to_the_classifier_in_one_call() -> None:
+    model = CarnessClassifier()
+    proposals = [[10, 10, 60, 50], [0, 0, 20, 20]]
+    from carspot.detector.proposals import Proposals
+
+    analysis = Analysis(
+        modes={
+            "standard": standard_mode(classifier=lambda: model),
+            "detector": detector_mode(detect=two_cars, detector_name="two", classifier=lambda: model),
+            "region-search": region_search_mode(
+                propose=lambda image: Proposals(np.array(proposals, np.float32), (200, 100), "fixed"),
+                proposer_name="fixed",
+                classifier=lambda: model,
+            ),
+        },
+        default_mode="detector",
+    )
+    batch = batch_of([None, "standard", "region-search", None], [IMAGE] * 4)
+    together = analysis.analyse_batch(batch)
+    assert [len(call) for call in model.calls] == [2 + 1 + 2 + 2]  # every image's crops, one call
+    model.calls.clear()
+    alone = [analysis(p, image) for p, image in batch]
+    assert len(model.calls) == 4
+    assert all(isinstance(r, AnalysisRecord) for r in together)
+    assert [(r.mode, r.regions, r.brands) for r in together] == [(r.mode, r.regions, r.brands) for r in alone]
+
+
+def test_a_failing_image_in_a_batch_gets_its_error_and_the_others_their_analyses() -> None:
+    model = SizeClassifier()
+
+    def detect(image: np.ndarray) -> Detections:
+        if image.shape[0] == 13:
+            raise ValueError("the detector cannot read this image")
+        return two_cars(image)
+
+    analysis = Analysis(
+        modes={"detector": detector_mode(detect=detect, detector_name="two", classifier=lambda: model)},
+        default_mode="detector",
+    )
+    odd = np.zeros((13, 200, 3), np.uint8)
+    results = analysis.analyse_batch(batch_of([None, None, "no-such-mode", None], [IMAGE, odd, IMAGE, IMAGE]))
+    assert isinstance(results[1], ValueError) and isinstance(results[2], UnsupportedMode)
+    assert [len(r.regions) for r in results if isinstance(r, AnalysisRecord)] == [2, 2]
+    assert [len(c) for c in model.calls] == [4]
+
+
+class RefusesNarrowCrops(SizeClassifier):
+    def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        if any(c.shape[1] < 10 for c in crops):
+            raise ValueError("crop too narrow")
+        return super().predict(crops, top_k=top_k)
+
+
+def test_when_the_joint_classifier_call_fails_each_image_is_retried_alone_to_isolate_the_culprit() -> None:
+    model = RefusesNarrowCrops()
+    analysis = Analysis(modes={"standard": standard_mode(classifier=lambda: model)}, default_mode="standard")
+    narrow = np.zeros((100, 5, 3), np.uint8)
+    results = analysis.analyse_batch(batch_of([None] * 3, [IMAGE, narrow, IMAGE]))
+    assert isinstance(results[1], ValueError)
+    assert [r.brands[0].make for r in results if isinstance(r, AnalysisRecord)] == ["Big", "Big"]
+
+
+def test_one_batch_is_analysed_by_one_model_version_even_while_a_promotion_swaps_it() -> None:
+    versions = iter(["v1", "v2", "v3"])
+
+    def current() -> SizeClassifier:
+        model = SizeClassifier()
+        model.version = next(versions)
+        return model
+
+    analysis = Analysis(modes={"standard": standard_mode(classifier=current)}, default_mode="standard")
+    first = analysis.analyse_batch(batch_of([None] * 3, [IMAGE] * 3))
+    second = analysis.analyse_batch(batch_of([None], [IMAGE]))
+    assert [r.model_version for r in first if isinstance(r, AnalysisRecord)] == ["v1"] * 3
+    assert [r.model_version for r in second if isinstance(r, AnalysisRecord)] == ["v2"]

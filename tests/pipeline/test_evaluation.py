@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.pipeline.analysis import Analysis, AnalysisParts, ModeRunner
+from carspot.pipeline.analysis import Analysis, AnalysisParts, ImageWork, ModeRunner
 from carspot.pipeline.evaluation import compare_path
 from carspot.store.records import BrandScore
 
@@ -16,12 +16,12 @@ from carspot.store.records import BrandScore
 def fixed(makes_by_red: dict[int, list[str]]) -> ModeRunner:
     """A mode that answers by the image's red value (each test image is one flat colour)."""
 
-    def run(image: np.ndarray) -> AnalysisParts:
+    def prepare(image: np.ndarray, model: object) -> ImageWork:
         makes = makes_by_red[int(image[0, 0, 0])]
         brands = tuple(BrandScore(make=m, score=0.5 / (i + 1), rank=i + 1) for i, m in enumerate(makes))
-        return AnalysisParts((), brands, "v")
+        return ImageWork(crops=(), finish=lambda *_: AnalysisParts((), brands, "v"))
 
-    return ModeRunner(run=run, detector="fake")
+    return ModeRunner(prepare=prepare, detector="fake")
 
 
 @pytest.fixture

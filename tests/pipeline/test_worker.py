@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -33,7 +33,7 @@ def post(n: int, *, link: bool = False, text: str | None = None) -> Post:
     )
 
 
-def analyze(p: Post, image: np.ndarray) -> AnalysisRecord:
+def analyze_one(p: Post, image: np.ndarray) -> AnalysisRecord:
     return AnalysisRecord(
         image_sha256=p.image_sha256,
         width=p.width,
@@ -46,6 +46,26 @@ def analyze(p: Post, image: np.ndarray) -> AnalysisRecord:
         analyzed_at=datetime.now(UTC),
         duration_ms=1.0,
     )
+
+
+def one_by_one(
+    analyze: Callable[[Post, np.ndarray], AnalysisRecord],
+) -> Callable[[Sequence[tuple[Post, np.ndarray]]], list[AnalysisRecord | Exception]]:
+    """A per-image fake as the worker's batch analysis (an exception stays with its image)."""
+
+    def analyze_batch(items: Sequence[tuple[Post, np.ndarray]]) -> list[AnalysisRecord | Exception]:
+        results: list[AnalysisRecord | Exception] = []
+        for p, image in items:
+            try:
+                results.append(analyze(p, image))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    return analyze_batch
+
+
+analyze = one_by_one(analyze_one)
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -188,12 +208,13 @@ def test_a_slow_batch_is_cut_by_time_and_the_rest_re_read() -> None:
 
     def slow(p: Post, image: np.ndarray) -> AnalysisRecord:
         time.sleep(0.06)
-        return analyze(p, image)
+        return analyze_one(p, image)
 
     worker = Worker(
         source=queue,
         dead_letters=dlq,
-        analyze=slow,
+        analyze=one_by_one(slow),
+        analysis_batch_images=1,
         decode_image=decode,
         write_batch=writer,
         batch_max_messages=6,
@@ -214,9 +235,9 @@ def test_stop_finishes_the_batch_then_returns() -> None:
 
     def analyze_then_stop(p: Post, image: np.ndarray) -> AnalysisRecord:
         worker.stop()
-        return analyze(p, image)
+        return analyze_one(p, image)
 
-    worker._analyze = analyze_then_stop
+    worker._analyze = one_by_one(analyze_then_stop)
     stats = worker.run()
     assert stats.batches == 1 and len(writer.posts) == 2
 
@@ -245,3 +266,61 @@ def test_a_picture_already_analysed_is_linked_not_analysed_again() -> None:
     assert [p.post_id for p in writer.posts] == ["p0", "p1", "p2", "p3"]
     assert [a.image_sha256 for a in writer.analyses] == [post(0).image_sha256, post(2).image_sha256]
     assert stats.analyses == 2 and stats.already_analysed == 2
+
+
+def test_the_pictures_of_a_batch_are_analysed_together_in_groups_and_stored_in_message_order() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=20)
+    fill(queue, [post(i, link=i == 5).encode() for i in range(10)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    groups: list[list[str]] = []
+
+    def analyze_batch(items: Sequence[tuple[Post, np.ndarray]]) -> list[AnalysisRecord | Exception]:
+        groups.append([p.post_id for p, _ in items])
+        return analyze(items)
+
+    worker = make_worker(queue, writer, dlq, batch_max_messages=10, analysis_batch_images=4)
+    worker._analyze = analyze_batch
+    stats = worker.run(until=lambda: queue.drained)
+    assert groups == [["p0", "p1", "p2", "p3"], ["p4", "p6", "p7", "p8"], ["p9"]]  # the link needs no analysis
+    assert [p.post_id for p in writer.posts] == [f"p{i}" for i in range(10)]
+    assert stats.analyses == 9 and stats.links == 1 and stats.batches == 1
+
+
+def test_an_image_whose_analysis_fails_is_dead_lettered_alone_and_its_group_is_stored() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(4)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+
+    class UnsupportedMode(ValueError):
+        reason = "unsupported_mode"
+
+    def fails_on_p2(p: Post, image: np.ndarray) -> AnalysisRecord:
+        if p.post_id == "p2":
+            raise UnsupportedMode("no such mode")
+        return analyze_one(p, image)
+
+    worker = make_worker(queue, writer, dlq, analysis_batch_images=4)
+    worker._analyze = one_by_one(fails_on_p2)
+    stats = worker.run(until=lambda: queue.drained)
+    assert [p.post_id for p in writer.posts] == ["p0", "p1", "p3"]
+    assert [a.image_sha256 for a in writer.analyses] == [post(i).image_sha256 for i in (0, 1, 3)]
+    assert [(d.reason, d.post_id) for d in dlq.letters] == [("unsupported_mode", "p2")]
+    assert Post.decode(dlq.letters[0].original).post_id == "p2" and stats.analyses == 3
+
+
+def test_an_analysis_that_breaks_as_a_whole_dead_letters_only_its_group() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(4)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+
+    def breaks_on_p3(items: Sequence[tuple[Post, np.ndarray]]) -> list[AnalysisRecord | Exception]:
+        if any(p.post_id == "p3" for p, _ in items):
+            raise MemoryError("out of memory")
+        return analyze(items)
+
+    worker = make_worker(queue, writer, dlq, analysis_batch_images=2)
+    worker._analyze = breaks_on_p3
+    worker.run(until=lambda: queue.drained)
+    assert [p.post_id for p in writer.posts] == ["p0", "p1"]
+    assert [(d.reason, d.post_id) for d in dlq.letters] == [("analysis_error", "p2"), ("analysis_error", "p3")]
+    assert queue.drained  # nothing re-read forever: the dead letters hold the originals
