@@ -111,3 +111,18 @@ def test_loading_the_analysis_caps_numpys_blas_threads(analysis: Analysis) -> No
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas, "numpy has no BLAS thread pool to cap"
     assert {pool["num_threads"] for pool in blas} == {1}
+
+
+def test_the_scenes_analysed_together_in_every_mode_match_each_analysed_alone(
+    analysis: Analysis, scenes_dir: Path
+) -> None:
+    images = [rgb(path) for path in sorted(scenes_dir.iterdir())]
+    batch = [(post_for(image, mode), image) for mode in MODES for image in images]
+    together = analysis.analyse_batch(batch)
+    for (post, image), record in zip(batch, together, strict=True):
+        alone = analysis(post, image)
+        assert not isinstance(record, Exception), record
+        assert record.mode == alone.mode and record.model_version == alone.model_version
+        assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(r.x1, r.y1, r.x2, r.y2) for r in alone.regions]
+        assert [b.make for b in record.brands] == [b.make for b in alone.brands]
+        assert [b.score for b in record.brands] == pytest.approx([b.score for b in alone.brands], abs=1e-4)

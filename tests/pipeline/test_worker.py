@@ -324,3 +324,21 @@ def test_an_analysis_that_breaks_as_a_whole_dead_letters_only_its_group() -> Non
     assert [p.post_id for p in writer.posts] == ["p0", "p1"]
     assert [(d.reason, d.post_id) for d in dlq.letters] == [("analysis_error", "p2"), ("analysis_error", "p3")]
     assert queue.drained  # nothing re-read forever: the dead letters hold the originals
+
+
+def test_the_time_cut_falls_between_groups_of_pictures() -> None:
+    queue = InProcessQueue(topic=TOPIC, capacity=10)
+    fill(queue, [post(i).encode() for i in range(6)])
+    writer, dlq = RecordingWriter(queue), MemoryDeadLetterSink()
+    groups: list[int] = []
+
+    def slow_group(items: Sequence[tuple[Post, np.ndarray]]) -> list[AnalysisRecord | Exception]:
+        groups.append(len(items))
+        time.sleep(0.15)
+        return analyze(items)
+
+    worker = make_worker(queue, writer, dlq, batch_max_messages=6, batch_max_seconds=0.1, analysis_batch_images=2)
+    worker._analyze = slow_group
+    stats = worker.run(until=lambda: queue.drained)
+    assert groups == [2, 2, 2]  # each group overran the 0.1 s: the next one waits for the next poll
+    assert stats.batches == 3 and [p.post_id for p in writer.posts] == [f"p{i}" for i in range(6)]
