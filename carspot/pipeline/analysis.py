@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -40,6 +40,7 @@ CarDetector = Callable[[np.ndarray], Detections]
 TopK = list[tuple[str, float]]
 DETECTOR_ONLY_VERSION = "detector-only"
 TOP_K = 5
+_T = TypeVar("_T")
 
 
 class BrandClassifier(Protocol):
@@ -373,7 +374,13 @@ def analyse_images(items: Sequence[tuple[ModeRunner, np.ndarray]]) -> list[Timed
                 results[item.index] = exc
                 continue
             results[item.index] = TimedParts(parts, item.seconds + time.perf_counter() - started)
-    return [r if r is not None else RuntimeError("image left unanalysed") for r in results]
+    return _every_one_set(results)
+
+
+def _every_one_set(results: list[_T | None]) -> list[_T]:
+    """Every image has its result or its error by construction; a gap would be a bug here, not bad input."""
+    assert all(result is not None for result in results), "an image was left without a result"
+    return cast(list[_T], results)
 
 
 def _by_model(prepared: Sequence[_Prepared]) -> list[list[_Prepared]]:
@@ -466,4 +473,4 @@ class Analysis:
                 analyzed_at=datetime.now(UTC),
                 duration_ms=result.seconds * 1000.0,
             )
-        return [r if r is not None else RuntimeError("image left unanalysed") for r in results]
+        return _every_one_set(results)

@@ -121,7 +121,7 @@ def predictor(analysis: Analysis, mode: str) -> Callable[[np.ndarray], TopK]:
     return lambda image: predict_batch([image])[0]
 
 
-def in_process(analysis: Analysis, images: Sequence[np.ndarray], *, batch: int = 8) -> ModeRun:
+def in_process(analysis: Analysis, images: Sequence[np.ndarray], *, batch: int) -> ModeRun:
     """Each mode over ``images`` in this process, ``batch`` images at a time as the worker groups them (threads
     as the libraries use them)."""
 
@@ -181,14 +181,17 @@ def compare_path(
     workers: int = 1,
 ) -> Comparison:
     """The modes side by side on a labelled folder or CSV: in this process with ``analysis``, or spread over
-    ``workers`` processes that each load the analysis from ``settings`` (`carspot.pipeline.parallel`)."""
+    ``workers`` processes that each load the analysis from ``settings`` (`carspot.pipeline.parallel`). Either
+    way images are analysed in groups of ``settings.analysis_batch_images`` (its default without settings)."""
     samples = load_samples(data)
     buckets = read_buckets(data)
     if workers <= 1:
         if analysis is None:
             raise ValueError("compare_path in one process needs the analysis")
         images = [load_image(s.path) for s in samples]
-        return compare_modes(samples, modes=modes, run_mode=in_process(analysis, images), buckets=buckets)
+        batch = (settings or Settings.model_construct()).analysis_batch_images
+        run_mode = in_process(analysis, images, batch=batch)
+        return compare_modes(samples, modes=modes, run_mode=run_mode, buckets=buckets)
     if settings is None:
         raise ValueError("compare_path with worker processes needs the settings to load the analysis from")
     with process_pool_runner(settings, [Path(s.path) for s in samples], modes=modes, workers=workers) as run:
