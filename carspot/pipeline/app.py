@@ -180,7 +180,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
             detector_name=detector.name,
             classifier=classifier,
             whole_image=settings.detector_whole_image,
-            car_threshold=settings.region_car_threshold,
+            whole_image_threshold=settings.whole_image_car_threshold,
         ),
     }
     if classifier is not None:
@@ -204,6 +204,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
                 screen_size=settings.region_screen_size,
                 screen_threshold=settings.region_screen_threshold,
                 whole_image=settings.region_whole_image,
+                whole_image_threshold=settings.whole_image_car_threshold,
             )
     if settings.mode.value not in modes:
         raise ConfigError(f"mode {settings.mode.value!r} is not available here; available: {sorted(modes)}")

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     proposal_mode: Literal["fast", "quality", "single"] = "single"  # = detector.proposals.ProposalMode
     proposal_max_count: Annotated[int, Field(ge=1, le=2000)] = 64
     region_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    whole_image_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """= carspot.pipeline.analysis.WHOLE_IMAGE_CAR_THRESHOLD (why this value: there)."""
     region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10
     region_screen_count: Annotated[int, Field(ge=0, le=2000)] = 6
     region_screen_size: Annotated[int, Field(ge=64, le=2048, multiple_of=32)] = 448

@@ -13,6 +13,7 @@ import pytest
 
 from carspot.detector.detections import Detections
 from carspot.pipeline.analysis import (
+    WHOLE_IMAGE_CAR_THRESHOLD,
     Analysis,
     UnsupportedMode,
     crop,
@@ -131,7 +132,18 @@ class CarnessClassifier(SizeClassifier):
     """Calls a crop a car when it is wider than 30 px; one pass gives brands and car scores."""
 
     def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
-        return self.predict(crops, top_k=top_k), np.array([0.9 if c.shape[1] > 30 else 0.1 for c in crops])
+        return self.predict(crops, top_k=top_k), np.array([0.9 if c.shape[1] > 30 else 0.01 for c in crops])
+
+
+class DoubtfulCarness(SizeClassifier):
+    """Gives every crop the same middling P(car), as a real model does for an unusual view of a car."""
+
+    def __init__(self, car: float) -> None:
+        super().__init__()
+        self.car = car
+
+    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
+        return self.predict(crops, top_k=top_k), np.full(len(crops), self.car)
 
 
 def test_region_search_keeps_the_proposals_the_model_calls_cars_and_suppresses_overlaps() -> None:
@@ -217,6 +229,33 @@ def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), tiny)
     assert model.calls == [[(20, 20)]]
     assert record.regions == () and record.brands == ()
+
+
+@pytest.mark.parametrize(("threshold", "kept"), [(WHOLE_IMAGE_CAR_THRESHOLD, True), (0.5, False)])
+def test_detector_mode_keeps_a_doubtful_whole_image_above_its_own_lower_threshold(threshold: float, kept: bool) -> None:
+    model = DoubtfulCarness(0.2)
+    runner = detector_mode(
+        detect=lambda image: Detections.empty(),
+        detector_name="fake",
+        classifier=lambda: model,
+        whole_image=True,
+        whole_image_threshold=threshold,
+    )
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert bool(record.brands) is kept and len(record.regions) == int(kept)
+
+
+def test_region_search_holds_proposals_to_the_car_threshold_and_the_whole_image_to_its_own() -> None:
+    from carspot.detector.proposals import Proposals
+
+    proposals = Proposals(xyxy=np.array([[100, 20, 190, 90]], np.float32), image_size=(200, 100), backend="fixed")
+    model = DoubtfulCarness(0.2)  # below the proposals' 0.5, above the whole image's 0.05
+    runner = region_search_mode(
+        propose=lambda image: proposals, proposer_name="fixed", classifier=lambda: model, whole_image=True
+    )
+    record = Analysis(modes={"region-search": runner}, default_mode="region-search")(post(), IMAGE)
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(0, 0, 200, 100)]
+    assert record.regions[0].score == pytest.approx(0.2)
 
 
 def test_region_search_gives_no_pass_to_proposals_the_screen_calls_unlikely() -> None:

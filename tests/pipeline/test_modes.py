@@ -77,6 +77,27 @@ def test_each_mode_gives_a_valid_top5_on_every_scene(
             assert len(region.brands) <= 5 and all(b.make in labels for b in region.brands)
 
 
+def test_the_default_mode_finds_a_car_photo_the_detector_misses_and_the_car_head_doubts(
+    analysis: Analysis, shared_dir: Path
+) -> None:
+    # a by-model validation Suzuki (a model the classifier never saw): no detector box, P(car) ~0.17 (< 0.5)
+    photo = shared_dir / "data" / "stanford-cars" / "images" / "00933.jpg"
+    image = rgb(photo)
+    record = analysis(post_for(image, "detector"), image)
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(0, 0, image.shape[1], image.shape[0])]
+    assert "Suzuki" in [b.make for b in record.brands]
+
+
+@pytest.mark.parametrize("mode", ["detector", "region-search"])
+@pytest.mark.parametrize("name", ["horses.jpg", "kite.jpg", "person.jpg", "street-000230.jpg"])
+def test_scenes_without_a_car_get_no_brands_in_the_modes_that_look_for_cars(
+    analysis: Analysis, scenes_dir: Path, name: str, mode: str
+) -> None:
+    image = rgb(scenes_dir / name)
+    record = analysis(post_for(image, mode), image)
+    assert record.brands == () and record.regions == ()
+
+
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

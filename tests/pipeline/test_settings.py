@@ -61,3 +61,10 @@ def test_choice_settings_match_the_modules_that_define_the_choices() -> None:
     fields = Settings.model_fields
     assert get_args(fields["proposal_mode"].annotation) == get_args(ProposalMode)
     assert get_args(fields["classifier_runtime"].annotation) == get_args(RuntimeChoice)
+
+
+def test_the_whole_image_car_threshold_defaults_to_the_measured_value_the_analysis_documents() -> None:
+    from carspot.pipeline.analysis import WHOLE_IMAGE_CAR_THRESHOLD
+
+    assert Settings.model_fields["whole_image_car_threshold"].default == WHOLE_IMAGE_CAR_THRESHOLD
+    assert Settings.model_fields["region_car_threshold"].default > WHOLE_IMAGE_CAR_THRESHOLD
