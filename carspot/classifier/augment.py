@@ -26,8 +26,11 @@ def to_input(image: np.ndarray, *, size: int = INPUT_SIZE) -> np.ndarray:
     """An HxWx3 uint8 RGB image as the network's size x size x 3 uint8 input (the whole image, squashed).
 
     OpenCV, not PIL: a 1441x731 photo takes 0.7 ms instead of 6.7 ms, which is most of standard mode's budget.
-    Large images go bilinear to twice the size, then area-averaged (anti-aliased) to the input; images smaller
-    than the input on a side are enlarged bilinearly (area "enlarging" is nearest-neighbour)."""
+    An image at least ``size`` on both sides goes bilinear to twice the size, then is area-averaged 2:1
+    (anti-aliased): OpenCV's area resize at a non-integer ratio is the slow path (a 360x480 photo: 1.07 ms
+    directly, 0.45 ms this way; the 400 composite scenes 1.31 -> 0.57 ms on average; by-model validation
+    accuracy unchanged). Images smaller than the input on a side are enlarged bilinearly (area "enlarging" is
+    nearest-neighbour)."""
     import cv2
 
     height, width = image.shape[:2]
@@ -35,7 +38,7 @@ def to_input(image: np.ndarray, *, size: int = INPUT_SIZE) -> np.ndarray:
         return image
     if height < size or width < size:
         return np.asarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
-    if height > 2 * size and width > 2 * size:
+    if height != 2 * size or width != 2 * size:
         image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
     return np.asarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
