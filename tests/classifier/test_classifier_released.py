@@ -30,3 +30,16 @@ def test_loads_and_ranks_makes_on_a_real_photo(shared_dir: Path) -> None:
     assert len(ranking) == 5 and all(make in classifier.labels for make, _ in ranking)
     assert ranking[0][0] == "Audi"  # an Audi TTS from the training split: the model must at least know it
     assert 0.0 < sum(score for _, score in ranking) <= 1.0 + 1e-6
+
+
+def test_the_release_was_made_by_the_default_recipe() -> None:
+    """So `train()` with `TrainConfig()` defaults (the README's recipe) reproduces the committed model."""
+    from dataclasses import asdict
+
+    from carspot.classifier.training import TrainConfig
+
+    version = current_version(MODELS)
+    assert version is not None
+    manifest = read_manifest(MODELS, version)
+    assert manifest["training"]["recipe"] == asdict(TrainConfig())
+    assert manifest["precision"] == "int8" and manifest["training"]["split"] == "by-model"
