@@ -152,6 +152,7 @@ def load_car_detector(settings: Settings) -> CarDetector:
             model_dir=settings.resolved_centernet_dir,
             car_classes=settings.detector_car_classes,
             score_threshold=settings.detector_score_threshold,
+            threads=settings.classifier_threads,
         )
     from carspot.detector.yolo_fastest import load_yolo_fastest
 

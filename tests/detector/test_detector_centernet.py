@@ -27,7 +27,7 @@ from carspot.detector import (
     load_centernet,
     registry_integrity,
 )
-from carspot.detector.centernet import decode, letterbox
+from carspot.detector.centernet import LITERT_FILE, decode, letterbox
 from tests.detector.scenes import PICKUP_IN_DOG, SCENES, TAXI_IN_TIMES_SQUARE
 
 LoadScene = Callable[[str], np.ndarray]
@@ -170,6 +170,38 @@ def test_a_changed_model_file_is_refused_at_load(centernet_dir: Path, tmp_path: 
     shutil.copytree(centernet_dir, copy)
     index = copy / "saved_model" / "variables" / "variables.index"
     index.write_bytes(index.read_bytes() + b"\0")
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        load_centernet(model_dir=copy)
+
+
+def savedmodel_only(centernet_dir: Path, copy: Path) -> Path:
+    """A copy of the build as it was before the LiteRT file: the SavedModel alone."""
+    shutil.copytree(centernet_dir, copy)
+    (copy / LITERT_FILE).unlink()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["outputs"][LITERT_FILE]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_the_litert_file_computes_what_the_savedmodel_computes(
+    centernet: CenterNetDetector, centernet_dir: Path, tmp_path: Path, load_scene: LoadScene
+) -> None:
+    on_tensorflow = load_centernet(model_dir=savedmodel_only(centernet_dir, tmp_path / "model"))
+    batch, _ = letterbox(load_scene("times-square.png"))
+    ours, theirs = centernet.forward(batch), on_tensorflow.forward(batch)
+    for key in ("keypoints", "wh"):
+        assert np.abs(ours[key] - theirs[key]).max() <= 1e-3 * max(1.0, float(np.abs(theirs[key]).max())), key
+    image = load_scene("times-square.png")
+    a, b = centernet(image), on_tensorflow(image)
+    assert len(a) == len(b) and np.allclose(a.xyxy, b.xyxy, atol=0.5)
+
+
+def test_a_changed_litert_file_is_refused_at_load(centernet_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(centernet_dir, copy)
+    model = copy / LITERT_FILE
+    model.write_bytes(model.read_bytes()[:-1] + b"\1")
     with pytest.raises(ModelIntegrityError, match="sha256"):
         load_centernet(model_dir=copy)
 
