@@ -388,7 +388,7 @@ def _sha256(path: Path) -> str:
 
 
 class CenterNetDetector:
-    """A loaded CenterNet SavedModel as a `CarDetector`: `detector(image_rgb) -> Detections`.
+    """A loaded CenterNet as a `CarDetector`: `detector(image_rgb) -> Detections`.
 
     Build it with `load_centernet`. Calls may run from several threads at once (LiteRT's interpreter behind a
     lock; a TF function is reentrant).
@@ -408,7 +408,7 @@ class CenterNetDetector:
         keepalive: Any = None,
     ) -> None:
         self._serve = serve
-        self._keepalive = keepalive  # the loaded SavedModel, whose resources `serve` needs
+        self._keepalive = keepalive  # on TensorFlow, the loaded SavedModel whose resources `serve` needs
         self.manifest = manifest
         self.class_names: tuple[str, ...] = tuple(manifest["classes"])
         self.car_classes = car_classes
@@ -552,39 +552,36 @@ def load_centernet(
             raise ModelIntegrityError(f"sha256 of {path} is {actual}, expected {expected}")
 
     if LITERT_FILE in outputs:
-        detector = CenterNetDetector(
-            serve=_litert_serve(model_dir / LITERT_FILE, threads=threads),
-            manifest=manifest,
-            car_classes=car_classes,
-            score_threshold=score_threshold,
-            nms_threshold=nms_threshold,
-            max_detections=max_detections,
-        )
-        _probe(detector, model_dir=model_dir)
-        return detector
-
-    import tensorflow as tf  # Heavy: only for a build without the LiteRT file.
-
-    try:
-        loaded = tf.saved_model.load(str(model_dir / "saved_model"))
-        serve = loaded.signatures["serving_default"]
-    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
-        raise ModelFormatError(f"TensorFlow cannot load {model_dir / 'saved_model'}: {error}") from error
-
-    def run(images: npt.NDArray[np.float32]) -> dict[str, Any]:
-        return {key: value.numpy() for key, value in serve(images=tf.constant(images)).items()}
-
+        serve, keepalive = _litert_serve(model_dir / LITERT_FILE, threads=threads), None
+    else:  # a build made before the LiteRT file existed
+        serve, keepalive = _tensorflow_serve(model_dir / "saved_model")
     detector = CenterNetDetector(
-        serve=run,
+        serve=serve,
         manifest=manifest,
         car_classes=car_classes,
         score_threshold=score_threshold,
         nms_threshold=nms_threshold,
         max_detections=max_detections,
-        keepalive=loaded,
+        keepalive=keepalive,
     )
     _probe(detector, model_dir=model_dir)
     return detector
+
+
+def _tensorflow_serve(saved_model: Path) -> tuple[Any, Any]:
+    """(``serve(images=batch) -> {output name: array}``, the loaded SavedModel its resources live in)."""
+    import tensorflow as tf  # Heavy: only for a build without the LiteRT file.
+
+    try:
+        loaded = tf.saved_model.load(str(saved_model))
+        signature = loaded.signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+        raise ModelFormatError(f"TensorFlow cannot load {saved_model}: {error}") from error
+
+    def serve(*, images: npt.NDArray[np.float32]) -> dict[str, Any]:
+        return {key: value.numpy() for key, value in signature(images=tf.constant(images)).items()}
+
+    return serve, loaded
 
 
 def _litert_serve(path: Path, *, threads: int | None) -> Any:
