@@ -153,6 +153,7 @@ def load_car_detector(settings: Settings) -> CarDetector:
             car_classes=settings.detector_car_classes,
             score_threshold=settings.detector_score_threshold,
             threads=settings.classifier_threads,
+            input_size=settings.centernet_input_size,
         )
     from carspot.detector.yolo_fastest import load_yolo_fastest
 

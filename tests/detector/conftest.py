@@ -76,3 +76,9 @@ def centernet(centernet_dir: Path) -> CenterNetDetector:
 def centernet_vehicles(centernet_dir: Path) -> CenterNetDetector:
     """Cars, trucks and buses."""
     return load_centernet(model_dir=centernet_dir, car_classes=("car", "truck", "bus"))
+
+
+@pytest.fixture(scope="session", params=[512, 384], ids=["512px", "384px"])
+def centernet_any_size(centernet_dir: Path, request: pytest.FixtureRequest) -> CenterNetDetector:
+    """Cars only, at the graph's own input size and at the faster one."""
+    return load_centernet(model_dir=centernet_dir, input_size=request.param)

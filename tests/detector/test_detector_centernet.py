@@ -27,14 +27,16 @@ from carspot.detector import (
     load_centernet,
     registry_integrity,
 )
-from carspot.detector.centernet import LITERT_FILE, decode, letterbox
+from carspot.detector.centernet import FAST_INPUT_SIZE, FAST_LITERT_FILE, LITERT_FILE, decode, letterbox
 from tests.detector.scenes import PICKUP_IN_DOG, SCENES, TAXI_IN_TIMES_SQUARE
 
 LoadScene = Callable[[str], np.ndarray]
 
 
-def test_times_square_has_at_least_four_cars_and_the_taxi(centernet: CenterNetDetector, load_scene: LoadScene) -> None:
-    detections = centernet(load_scene("times-square.png"))
+def test_times_square_has_at_least_four_cars_and_the_taxi(
+    centernet_any_size: CenterNetDetector, load_scene: LoadScene
+) -> None:
+    detections = centernet_any_size(load_scene("times-square.png"))
     assert len(detections) >= 4
     assert set(detections.labels) == {"car"}
     assert box_iou([TAXI_IN_TIMES_SQUARE], detections.xyxy).max() >= 0.6
@@ -48,8 +50,25 @@ def test_kite_has_no_car(
     assert len(centernet_vehicles(image)) == 0
 
 
-def test_dog_finds_the_pickup(centernet: CenterNetDetector, load_scene: LoadScene) -> None:
-    detections = centernet(load_scene("dog.jpg"))
+def test_the_faster_input_finds_no_car_in_the_kite_scene(centernet_dir: Path, load_scene: LoadScene) -> None:
+    assert len(load_centernet(model_dir=centernet_dir, input_size=FAST_INPUT_SIZE)(load_scene("kite.jpg"))) == 0
+
+
+def test_an_input_size_without_its_file_or_unknown_is_refused(centernet_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(centernet_dir, copy)
+    (copy / FAST_LITERT_FILE).unlink()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["outputs"][FAST_LITERT_FILE]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelNotFoundError, match="rebuild"):
+        load_centernet(model_dir=copy, input_size=FAST_INPUT_SIZE)
+    with pytest.raises(ValueError, match="input_size"):
+        load_centernet(model_dir=centernet_dir, input_size=300)
+
+
+def test_dog_finds_the_pickup(centernet_any_size: CenterNetDetector, load_scene: LoadScene) -> None:
+    detections = centernet_any_size(load_scene("dog.jpg"))
     assert box_iou([PICKUP_IN_DOG], detections.xyxy).max() >= 0.6
 
 

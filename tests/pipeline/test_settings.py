@@ -68,3 +68,17 @@ def test_the_whole_image_car_threshold_defaults_to_the_measured_value_the_analys
 
     assert Settings.model_fields["whole_image_car_threshold"].default == WHOLE_IMAGE_CAR_THRESHOLD
     assert Settings.model_fields["region_car_threshold"].default > WHOLE_IMAGE_CAR_THRESHOLD
+
+
+def test_centernet_input_size_takes_exactly_the_sizes_the_detector_has_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from carspot.detector.centernet import INPUT_SIZES
+
+    for size in INPUT_SIZES:
+        monkeypatch.setenv("CARSPOT_CENTERNET_INPUT_SIZE", str(size))
+        assert Settings(_env_file=None).centernet_input_size == size  # type: ignore[call-arg]
+    for size in (256, 448, 640):
+        monkeypatch.setenv("CARSPOT_CENTERNET_INPUT_SIZE", str(size))
+        with pytest.raises(ValueError, match="centernet_input_size"):
+            Settings(_env_file=None)  # type: ignore[call-arg]
