@@ -54,13 +54,18 @@ def test_the_faster_input_finds_no_car_in_the_kite_scene(centernet_dir: Path, lo
     assert len(load_centernet(model_dir=centernet_dir, input_size=FAST_INPUT_SIZE)(load_scene("kite.jpg"))) == 0
 
 
-def test_an_input_size_without_its_file_or_unknown_is_refused(centernet_dir: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "model"
+def build_without(centernet_dir: Path, copy: Path, file: str) -> Path:
+    """A copy of the build without one of its files (and its manifest entry), as an older build would be."""
     shutil.copytree(centernet_dir, copy)
-    (copy / FAST_LITERT_FILE).unlink()
+    (copy / file).unlink()
     manifest = json.loads((copy / "manifest.json").read_text())
-    del manifest["outputs"][FAST_LITERT_FILE]
+    del manifest["outputs"][file]
     (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_an_input_size_without_its_file_or_unknown_is_refused(centernet_dir: Path, tmp_path: Path) -> None:
+    copy = build_without(centernet_dir, tmp_path / "model", FAST_LITERT_FILE)
     with pytest.raises(ModelNotFoundError, match="rebuild"):
         load_centernet(model_dir=copy, input_size=FAST_INPUT_SIZE)
     with pytest.raises(ValueError, match="input_size"):
@@ -193,20 +198,10 @@ def test_a_changed_model_file_is_refused_at_load(centernet_dir: Path, tmp_path: 
         load_centernet(model_dir=copy)
 
 
-def savedmodel_only(centernet_dir: Path, copy: Path) -> Path:
-    """A copy of the build as it was before the LiteRT file: the SavedModel alone."""
-    shutil.copytree(centernet_dir, copy)
-    (copy / LITERT_FILE).unlink()
-    manifest = json.loads((copy / "manifest.json").read_text())
-    del manifest["outputs"][LITERT_FILE]
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    return copy
-
-
 def test_the_litert_file_computes_what_the_savedmodel_computes(
     centernet: CenterNetDetector, centernet_dir: Path, tmp_path: Path, load_scene: LoadScene
 ) -> None:
-    on_tensorflow = load_centernet(model_dir=savedmodel_only(centernet_dir, tmp_path / "model"))
+    on_tensorflow = load_centernet(model_dir=build_without(centernet_dir, tmp_path / "model", LITERT_FILE))
     batch, _ = letterbox(load_scene("times-square.png"))
     ours, theirs = centernet.forward(batch), on_tensorflow.forward(batch)
     for key in ("keypoints", "wh"):
