@@ -13,6 +13,7 @@ from carspot.detector.centernet import (
     build_centernet,
     load_centernet,
     registry_integrity,
+    release_centernet,
 )
 from carspot.detector.detections import CarDetector, Detections
 from carspot.detector.errors import (
@@ -55,5 +56,6 @@ __all__ = [
     "non_max_suppression",
     "propose",
     "registry_integrity",
+    "release_centernet",
     "suppress",
 ]

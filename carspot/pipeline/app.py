@@ -149,7 +149,7 @@ def load_car_detector(settings: Settings) -> CarDetector:
         from carspot.detector.centernet import load_centernet
 
         return load_centernet(
-            model_dir=settings.resolved_centernet_dir,
+            model_dir=settings.centernet_dir,
             car_classes=settings.detector_car_classes,
             score_threshold=settings.detector_score_threshold,
             threads=settings.classifier_threads,
@@ -183,6 +183,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
             classifier=classifier,
             whole_image=settings.detector_whole_image,
             whole_image_threshold=settings.whole_image_car_threshold,
+            box_threshold=settings.detector_box_car_threshold,
         ),
     }
     if classifier is not None:

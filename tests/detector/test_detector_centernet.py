@@ -26,9 +26,12 @@ from carspot.detector import (
     build_centernet,
     load_centernet,
     registry_integrity,
+    release_centernet,
 )
 from carspot.detector.centernet import FAST_INPUT_SIZE, FAST_LITERT_FILE, LITERT_FILE, decode, letterbox
 from tests.detector.scenes import PICKUP_IN_DOG, SCENES, TAXI_IN_TIMES_SQUARE
+
+REPOSITORY_RELEASE = Path(__file__).resolve().parents[2] / "models" / "detectors" / "centernet"
 
 LoadScene = Callable[[str], np.ndarray]
 
@@ -173,6 +176,37 @@ def test_rebuild_from_the_cached_tarball_is_byte_identical(
     after = json.loads((rebuilt / "manifest.json").read_text(encoding="utf-8"))
     assert after["outputs"] == before["outputs"]
     assert after == before
+
+
+def test_the_repositorys_release_is_exactly_the_384_px_file_the_pinned_npm_package_builds_into(
+    centernet_dir: Path, tmp_path: Path
+) -> None:
+    """The committed detector is no opaque blob: this build (from the registry's tarball, integrity pinned)
+    released again gives the same bytes, manifest included."""
+    released = release_centernet(built_dir=centernet_dir, out_dir=tmp_path / "release")
+    committed = {path.name: path.read_bytes() for path in REPOSITORY_RELEASE.iterdir()}
+    assert set(committed) == {"LICENSE", FAST_LITERT_FILE, "manifest.json"}
+    assert {path.name: path.read_bytes() for path in released.iterdir()} == committed
+
+
+def test_the_repositorys_release_loads_at_384_px_and_refuses_512_with_what_to_do(load_scene: LoadScene) -> None:
+    detector = load_centernet(model_dir=REPOSITORY_RELEASE, input_size=FAST_INPUT_SIZE)  # the worker's default
+    assert box_iou([TAXI_IN_TIMES_SQUARE], detector(load_scene("times-square.png")).xyxy).max() >= 0.6
+    with pytest.raises(ModelNotFoundError, match="carspot models build --centernet"):
+        load_centernet(model_dir=REPOSITORY_RELEASE, input_size=512)
+
+
+def test_a_release_needs_a_build_that_matches_its_manifest_and_known_sizes(centernet_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="no CenterNet build"):
+        release_centernet(built_dir=tmp_path / "nothing", out_dir=tmp_path / "release")
+    with pytest.raises(ValueError, match="input_sizes"):
+        release_centernet(built_dir=centernet_dir, out_dir=tmp_path / "release", input_sizes=(300,))
+    copy = tmp_path / "model"
+    shutil.copytree(centernet_dir, copy)
+    (copy / FAST_LITERT_FILE).write_bytes(b"changed")
+    with pytest.raises(ModelIntegrityError, match=FAST_LITERT_FILE):
+        release_centernet(built_dir=copy, out_dir=tmp_path / "release")
+    assert not (tmp_path / "release").exists()
 
 
 def test_pinned_integrity_is_the_registrys(npm_cache_dir: Path) -> None:

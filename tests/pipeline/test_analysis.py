@@ -13,6 +13,7 @@ import pytest
 
 from carspot.detector.detections import Detections
 from carspot.pipeline.analysis import (
+    DETECTOR_BOX_CAR_THRESHOLD,
     WHOLE_IMAGE_CAR_THRESHOLD,
     Analysis,
     UnsupportedMode,
@@ -243,6 +244,54 @@ def test_detector_mode_keeps_a_doubtful_whole_image_above_its_own_lower_threshol
     )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert bool(record.brands) is kept and len(record.regions) == int(kept)
+
+
+class CarnessByWidth(SizeClassifier):
+    """P(car) per crop from a table of crop widths: the car head's verdict on each detector box."""
+
+    def __init__(self, car_by_width: dict[int, float]) -> None:
+        super().__init__()
+        self.car_by_width = car_by_width
+
+    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
+        return self.predict(crops, top_k=top_k), np.array([self.car_by_width[c.shape[1]] for c in crops])
+
+
+# two_cars' crops with crop()'s 5 % margin: the small box is 56 px wide, the big one 100 px
+SMALL_BOX_WIDTH, BIG_BOX_WIDTH = 56, 100
+
+
+def test_detector_mode_drops_a_box_the_car_head_says_is_not_a_car_and_gives_it_no_brands() -> None:
+    model = CarnessByWidth({SMALL_BOX_WIDTH: DETECTOR_BOX_CAR_THRESHOLD / 10, BIG_BOX_WIDTH: 0.8})
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(model.calls) == 1 and len(model.calls[0]) == 2  # both checked in the one pass
+    assert [(r.x1, r.x2) for r in record.regions] == [(100.0, 190.0)]
+    assert [b.make for b in record.brands] == ["Big", "Audi", "BMW"]  # the dropped box's "Small" is gone
+
+
+def test_detector_mode_keeps_every_box_when_the_car_head_doubts_but_does_not_refute_it() -> None:
+    model = CarnessByWidth({SMALL_BOX_WIDTH: DETECTOR_BOX_CAR_THRESHOLD, BIG_BOX_WIDTH: 0.01})
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(record.regions) == 2 and record.brands[0].make == "Big"
+
+
+def test_detector_mode_checks_boxes_and_the_whole_image_each_against_its_own_threshold() -> None:
+    model = CarnessByWidth({200: 0.2, SMALL_BOX_WIDTH: 0.9, BIG_BOX_WIDTH: 0.001})
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert model.calls[0][0] == (100, 200)  # the whole image first, in the same pass
+    found = [(r.x1, r.x2, r.score) for r in record.regions]  # most confident first
+    assert found == [(10.0, 60.0, 0.5), (0.0, 200.0, pytest.approx(0.2))]
+    assert record.regions[0].brands[0].make == "Small"
+
+
+def test_detector_mode_with_a_zero_box_threshold_keeps_what_the_detector_found() -> None:
+    model = CarnessByWidth({SMALL_BOX_WIDTH: 0.0, BIG_BOX_WIDTH: 0.0})
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, box_threshold=0.0)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(record.regions) == 2
 
 
 def test_region_search_holds_proposals_to_the_car_threshold_and_the_whole_image_to_its_own() -> None:

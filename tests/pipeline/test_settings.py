@@ -70,6 +70,16 @@ def test_the_whole_image_car_threshold_defaults_to_the_measured_value_the_analys
     assert Settings.model_fields["region_car_threshold"].default > WHOLE_IMAGE_CAR_THRESHOLD
 
 
+def test_the_detector_box_car_threshold_defaults_to_the_value_the_analysis_documents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from carspot.pipeline.analysis import DETECTOR_BOX_CAR_THRESHOLD
+
+    assert Settings.model_fields["detector_box_car_threshold"].default == DETECTOR_BOX_CAR_THRESHOLD
+    monkeypatch.setenv("CARSPOT_DETECTOR_BOX_CAR_THRESHOLD", "0")
+    assert Settings(_env_file=None).detector_box_car_threshold == 0.0  # type: ignore[call-arg]
+
+
 def test_centernet_input_size_takes_exactly_the_sizes_the_detector_has_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
