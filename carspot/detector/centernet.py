@@ -38,6 +38,7 @@ the odd twin peak) and `max_detections`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -48,7 +49,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -154,9 +155,7 @@ def build_centernet(
     if actual != expected:
         raise ModelIntegrityError(f"{tarball} has integrity {actual}, expected {expected}")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with _replaced_atomically(out_dir) as staging:
         license_text, source_digests = _convert_in_subprocess(tarball, staging / "saved_model")
         (staging / "LICENSE").write_bytes(license_text)
         outputs = {
@@ -179,13 +178,23 @@ def build_centernet(
             "outputs": outputs,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out_dir
+
+
+@contextlib.contextmanager
+def _replaced_atomically(out_dir: Path) -> Iterator[Path]:
+    """A staging folder beside `out_dir` that replaces it when the block ends without an error (else removed), so
+    a reader never sees a half-written model."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
 
 
 def release_centernet(*, built_dir: Path, out_dir: Path, input_sizes: Sequence[int] = (FAST_INPUT_SIZE,)) -> Path:
@@ -211,18 +220,10 @@ def release_centernet(*, built_dir: Path, out_dir: Path, input_sizes: Sequence[i
     manifest["outputs"] = {name: manifest["outputs"][name] for name in files}
     manifest["built_manifest_sha256"] = _sha256(built_manifest)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with _replaced_atomically(out_dir) as staging:
         for name in files:
             shutil.copyfile(built_dir / name, staging / name)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 
