@@ -50,8 +50,8 @@ DETECTOR_BOX_CAR_THRESHOLD = 0.005
 """P(car) (the brand model's car head on the box's crop) below which a detector's box is dropped as not a car.
 Very low on purpose: the detector already says "car", this only catches its plain mistakes. Measured with the
 released model on 42 car-free images (the 16 composite negatives, 4 shared scenes, 22 scikit-image samples): the
-boxes the detectors put there at their 0.3 score threshold (YOLO-FastestV2 on the astronaut, CenterNet on a patch
-of snow in street-000230.jpg) have P(car) <= 0.0004 (below it, 0.0013 at most); on the 400 composites it changed
+boxes the detectors put there from a 0.2 score (YOLO-FastestV2 on the astronaut, CenterNet on street-000230.jpg
+and its variants; 4 boxes, 0.15 adds 3) have P(car) <= 0.0013; on the 400 composites at a 0.3 score it changed
 top-5 by 0 (YOLO-FastestV2) and -0.25 points (CenterNet, one image), against -0.5 / -1.0 at 0.02."""
 _T = TypeVar("_T")
 
