@@ -100,7 +100,8 @@ class Settings(BaseSettings):
         description="Single-shot car detector of the detector mode.",
     )
     """centernet (MIT, from npm, committed under models/detectors): top-5 58.5 vs 50.7 % on the 400 composites,
-    cars filling 5-10 % of the frame 57 vs 39 %, 25.6 vs 39.3 images/s; yolo-fastestv2 needs ../shared (no licence)."""
+    cars filling 5-10 % of the frame 57 vs 39 %, 25.6 vs 39.3 images/s (cars only, 0.3 score; with the defaults
+    61.3 vs 53.5 % on held-out composites); yolo-fastestv2 needs ../shared (published without a licence)."""
     centernet_dir: Path = Field(
         default=_REPO_ROOT / "models" / "detectors" / "centernet",
         description="CenterNet: the repository's release (384 px), or a full build (carspot models build).",
