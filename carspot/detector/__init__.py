@@ -24,7 +24,7 @@ from carspot.detector.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from carspot.detector.nms import box_iou, non_max_suppression, suppress
+from carspot.detector.nms import box_inside, box_iou, non_max_suppression, suppress, suppress_contained
 from carspot.detector.proposals import BACKENDS, ProposalFilters, Proposals, Proposer, load_proposer, propose
 from carspot.detector.yolo_fastest import YOLO_FASTESTV2_SHA256, YoloFastestV2Detector, load_yolo_fastest
 
@@ -48,6 +48,7 @@ __all__ = [
     "Proposals",
     "Proposer",
     "YoloFastestV2Detector",
+    "box_inside",
     "box_iou",
     "build_centernet",
     "load_centernet",
@@ -58,4 +59,5 @@ __all__ = [
     "registry_integrity",
     "release_centernet",
     "suppress",
+    "suppress_contained",
 ]

@@ -1,4 +1,4 @@
-"""Score threshold and greedy non-maximum suppression in numpy.
+"""Score threshold, greedy non-maximum suppression and the suppression of boxes inside others, in numpy.
 
 Plain numpy rather than `cv2.dnn.NMSBoxes`, so region search and any detector can use it without importing
 OpenCV, and so the IoU rule (suppress when IoU > threshold, boxes in continuous xyxy pixels) is ours to test.
@@ -11,11 +11,13 @@ import numpy.typing as npt
 
 from carspot.detector.detections import Detections
 
-__all__ = ["box_iou", "non_max_suppression", "suppress"]
+__all__ = ["box_inside", "box_iou", "non_max_suppression", "suppress", "suppress_contained"]
 
 
-def box_iou(boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(A, B) intersection over union of two sets of xyxy boxes; 0 where both boxes are empty."""
+def _overlaps(
+    boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """((A, B) intersection areas, (A,) areas, (B,) areas) of two sets of xyxy boxes."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     left = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -25,8 +27,39 @@ def box_iou(boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike) -> npt.NDArray[np.fl
     intersection = np.clip(right - left, 0.0, None) * np.clip(bottom - top, 0.0, None)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return intersection, area_a, area_b
+
+
+def box_iou(boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(A, B) intersection over union of two sets of xyxy boxes; 0 where both boxes are empty."""
+    intersection, area_a, area_b = _overlaps(boxes_a, boxes_b)
     union = area_a[:, None] + area_b[None, :] - intersection
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0.0)
+
+
+def box_inside(boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(A, B) share of each box a's area that lies inside box b; 0 for an empty box a."""
+    intersection, area_a, _ = _overlaps(boxes_a, boxes_b)
+    area = np.broadcast_to(area_a[:, None], intersection.shape)
+    return np.divide(intersection, area, out=np.zeros_like(intersection), where=area > 0.0)
+
+
+def suppress_contained(detections: Detections, *, max_inside: float) -> Detections:
+    """The detections without any box that has more than `max_inside` of its area inside a kept, more confident
+    box (of any class), most confident first; `max_inside` 1 keeps every box.
+
+    IoU-based NMS keeps a part inside a whole (a wheel or a door in the car's box, a "car" in a pickup's "truck"
+    box): the IoU of a small box with a big one is small. Greedy like `non_max_suppression`, ties keep the earlier.
+    """
+    if not 0.0 <= max_inside <= 1.0:
+        raise ValueError(f"max_inside must lie in [0, 1], got {max_inside}")
+    order = np.argsort(-detections.confidence, kind="stable")
+    inside = box_inside(detections.xyxy, detections.xyxy)
+    keep: list[int] = []
+    for index in order.tolist():
+        if not keep or inside[index, keep].max() <= max_inside:
+            keep.append(index)
+    return detections.filter(np.asarray(keep, dtype=np.intp))
 
 
 def non_max_suppression(

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     detector_whole_image: bool = True
     detector_box_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.005
     """= carspot.pipeline.analysis.DETECTOR_BOX_CAR_THRESHOLD (why this value: there); 0 keeps every box."""
+    detector_max_inside: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    """= carspot.pipeline.analysis.DETECTOR_MAX_INSIDE (why this value: there); 1 keeps every box."""
     cv_threads: Annotated[int, Field(ge=0)] = 0
     blas_threads: Annotated[int, Field(ge=0)] = 1
     """numpy's BLAS threads (0 = the library's default). The analysis multiplies small matrices (the car head:

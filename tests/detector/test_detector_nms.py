@@ -1,11 +1,11 @@
-"""Class-aware non-maximum suppression and the score threshold."""
+"""Class-aware non-maximum suppression, the score threshold, and boxes inside other boxes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from carspot.detector import Detections, box_iou, non_max_suppression, suppress
+from carspot.detector import Detections, box_inside, box_iou, non_max_suppression, suppress, suppress_contained
 
 BOXES = np.array(
     [
@@ -71,3 +71,53 @@ def test_suppress_returns_detections_most_confident_first() -> None:
     kept = suppress(detections, iou_threshold=0.5)
     np.testing.assert_allclose(kept.confidence, [0.9, 0.7, 0.2])
     assert kept.labels == ("car", "truck", "car")
+
+
+def test_box_inside_is_the_share_of_the_first_boxs_area_inside_the_second() -> None:
+    whole, wheel, half_out = [0, 0, 100, 50], [10, 30, 30, 50], [80, 0, 120, 50]
+    inside = box_inside([wheel, half_out, whole], [whole])
+    np.testing.assert_allclose(inside[:, 0], [1.0, 0.5, 1.0])
+    assert box_inside([whole], [wheel])[0, 0] == pytest.approx(400 / 5000)  # not symmetric, unlike IoU
+    assert box_inside(np.zeros((1, 4)), [whole])[0, 0] == 0.0  # an empty box, no division by zero
+
+
+def car_with_parts() -> Detections:
+    return Detections(
+        xyxy=np.array(
+            [
+                [10, 30, 30, 50],  # 0: a wheel, wholly inside the car
+                [0, 0, 100, 50],  # 1: the car
+                [90, 0, 140, 50],  # 2: a second car, a fifth of it inside the first
+                [60, 0, 110, 50],  # 3: four fifths inside the first car
+            ],
+            np.float32,
+        ),
+        confidence=np.array([0.6, 0.9, 0.5, 0.4], np.float32),
+        class_id=np.array([2, 7, 2, 2], np.int32),
+        labels=("car", "truck", "car", "car"),
+    )
+
+
+def test_suppress_contained_drops_a_box_inside_a_more_confident_one_of_any_class() -> None:
+    kept = suppress_contained(car_with_parts(), max_inside=0.8)
+    assert kept.confidence.tolist() == pytest.approx([0.9, 0.5, 0.4])  # the wheel is gone, the rest sorted
+    kept = suppress_contained(car_with_parts(), max_inside=0.7)
+    assert kept.confidence.tolist() == pytest.approx([0.9, 0.5])  # 0.8 of the last box lies inside the car
+
+
+def test_suppress_contained_keeps_a_more_confident_box_inside_a_less_confident_one() -> None:
+    detections = car_with_parts()
+    boosted = Detections(
+        xyxy=detections.xyxy,
+        confidence=np.array([0.95, 0.9, 0.5, 0.4], np.float32),  # the wheel now outranks the car
+        class_id=detections.class_id,
+        labels=detections.labels,
+    )
+    assert len(suppress_contained(boosted, max_inside=0.8)) == 4
+
+
+def test_suppress_contained_with_one_keeps_every_box_and_refuses_shares_outside_0_1() -> None:
+    assert len(suppress_contained(car_with_parts(), max_inside=1.0)) == 4
+    assert len(suppress_contained(Detections.empty(), max_inside=0.5)) == 0
+    with pytest.raises(ValueError, match="max_inside"):
+        suppress_contained(car_with_parts(), max_inside=1.5)

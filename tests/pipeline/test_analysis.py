@@ -294,6 +294,31 @@ def test_detector_mode_with_a_zero_box_threshold_keeps_what_the_detector_found()
     assert len(record.regions) == 2
 
 
+def car_and_its_wheel(image: np.ndarray) -> Detections:
+    return Detections(
+        xyxy=np.array([[100, 20, 190, 90], [110, 60, 130, 90]], np.float32),
+        confidence=np.array([0.9, 0.4], np.float32),
+        class_id=np.array([2, 2], np.int32),
+        labels=("car", "car"),
+    )
+
+
+def test_detector_mode_does_not_classify_a_box_inside_a_more_confident_one() -> None:
+    model = SizeClassifier()
+    runner = detector_mode(detect=car_and_its_wheel, detector_name="fake", classifier=lambda: model)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(model.calls[0]) == 1  # the wheel never reaches the classifier
+    assert [(r.x1, r.x2) for r in record.regions] == [(100.0, 190.0)]
+    assert "Small" not in [b.make for b in record.brands]
+
+
+def test_detector_mode_with_max_inside_one_classifies_every_box() -> None:
+    model = SizeClassifier()
+    runner = detector_mode(detect=car_and_its_wheel, detector_name="fake", classifier=lambda: model, max_inside=1.0)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(model.calls[0]) == 2 and len(record.regions) == 2
+
+
 def test_region_search_holds_proposals_to_the_car_threshold_and_the_whole_image_to_its_own() -> None:
     from carspot.detector.proposals import Proposals
 

@@ -80,6 +80,12 @@ def test_the_detector_box_car_threshold_defaults_to_the_value_the_analysis_docum
     assert Settings(_env_file=None).detector_box_car_threshold == 0.0  # type: ignore[call-arg]
 
 
+def test_the_detector_max_inside_defaults_to_the_value_the_analysis_documents() -> None:
+    from carspot.pipeline.analysis import DETECTOR_MAX_INSIDE
+
+    assert Settings.model_fields["detector_max_inside"].default == DETECTOR_MAX_INSIDE
+
+
 def test_centernet_input_size_takes_exactly_the_sizes_the_detector_has_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
