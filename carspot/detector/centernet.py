@@ -215,8 +215,12 @@ def release_centernet(*, built_dir: Path, out_dir: Path, input_sizes: Sequence[i
     manifest = json.loads(built_manifest.read_text(encoding="utf-8"))
     files = ["LICENSE", *(INPUT_SIZES[size] for size in sorted(set(input_sizes)))]
     for name in files:
-        if manifest["outputs"].get(name) != (_sha256(built_dir / name) if (built_dir / name).is_file() else None):
-            raise ModelIntegrityError(f"{built_dir / name} is missing or does not match its build's manifest")
+        if name not in manifest["outputs"] or not (built_dir / name).is_file():
+            raise ModelNotFoundError(
+                f"the build at {built_dir} has no {name} (rebuild it: carspot models build --centernet)"
+            )
+        if _sha256(built_dir / name) != manifest["outputs"][name]:
+            raise ModelIntegrityError(f"{built_dir / name} does not match its build's manifest")
     manifest["outputs"] = {name: manifest["outputs"][name] for name in files}
     manifest["built_manifest_sha256"] = _sha256(built_manifest)
 

@@ -206,6 +206,9 @@ def test_a_release_needs_a_build_that_matches_its_manifest_and_known_sizes(cente
     (copy / FAST_LITERT_FILE).write_bytes(b"changed")
     with pytest.raises(ModelIntegrityError, match=FAST_LITERT_FILE):
         release_centernet(built_dir=copy, out_dir=tmp_path / "release")
+    older = build_without(centernet_dir, tmp_path / "older", FAST_LITERT_FILE)  # a build from before the 384 px file
+    with pytest.raises(ModelNotFoundError, match=f"no {FAST_LITERT_FILE}"):
+        release_centernet(built_dir=older, out_dir=tmp_path / "release")
     assert not (tmp_path / "release").exists()
 
 
