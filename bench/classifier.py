@@ -3,12 +3,13 @@
 Loads the registry's current version (or ``--version``) from ``--model-dir`` (default: the repository's
 ``models/``) through the serving code, so the figures include resizing each crop to 224x224. Crops are random
 real-looking sizes cut from the shared Stanford Cars photos. Two ways to use the cores are measured: one
-process whose LiteRT uses ``--threads`` threads, and ``--processes`` single-threaded processes at once (one
-worker per core, how ops scale CarSpot), whose rates are summed. ``--runtime tensorflow`` measures the GPU
-runtime instead (on a machine without a GPU, TensorFlow's CPU device). Asserts nothing.
+process whose runtime uses ``--threads`` threads, and ``--processes`` single-threaded processes at once (one
+worker per core, how ops scale CarSpot), whose rates are summed. ``auto`` serves the ONNX file on CPU;
+``--runtime litert`` measures the LiteRT file, ``--runtime tensorflow`` the GPU runtime (on a machine without a
+GPU, TensorFlow's CPU device). Asserts nothing.
 
     .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--processes 2]
-                                         [--runtime auto|litert|tensorflow] [--json]
+                                         [--runtime auto|onnxruntime|litert|tensorflow] [--json]
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from PIL import Image
+
+from carspot.classifier.runtime import RuntimeChoice
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CARSPOT_SHARED_DIR", ROOT.parent / "shared"))
@@ -88,12 +92,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--runtime", choices=("auto", "litert", "tensorflow"), default="auto")
+    parser.add_argument("--runtime", choices=get_args(RuntimeChoice), default="auto")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one process's rates, as JSON
     args = parser.parse_args()
 
-    from carspot.classifier.registry import read_manifest
+    from carspot.classifier.registry import ONNX_MODEL, TENSORFLOW_WEIGHTS, read_manifest
     from carspot.classifier.serving import load_classifier
 
     if args.single:
@@ -109,13 +113,12 @@ def main() -> None:
     cold_load = cold_load_seconds(args.model_dir, args.version, args.threads, args.runtime)
     pool = crops(64)
     manifest = read_manifest(args.model_dir, classifier.version)
-    served = manifest["tensorflow_weights"]["file"] if classifier.runtime.startswith("tensorflow") else None
+    entry = {"tensorflow": TENSORFLOW_WEIGHTS, "onnxruntime": ONNX_MODEL}.get(classifier.runtime.split()[0])
+    served = manifest[entry]["file"] if entry else manifest["model_file"]
     results = {
         "version": classifier.version,
         "runtime": classifier.runtime,
-        "model_bytes": (args.model_dir / "versions" / classifier.version / (served or manifest["model_file"]))
-        .stat()
-        .st_size,
+        "model_bytes": (args.model_dir / "versions" / classifier.version / served).stat().st_size,
         "threads": args.threads,
         "load_seconds_cold": round(cold_load, 3),
         "load_seconds_in_process": round(warm_load, 3),

@@ -1,7 +1,7 @@
 """Brand classifier: load, predict top-k; training (transfer learning), evaluation, model registry.
 
-Importing this package is cheap and never imports TensorFlow: serving (`load_classifier`) needs only LiteRT on
-CPU, and imports TensorFlow only to serve on a GPU it sees (`carspot.classifier.runtime`); `train` and
+Importing this package is cheap and never imports TensorFlow: serving (`load_classifier`) needs only ONNX Runtime or
+LiteRT on CPU, and imports TensorFlow only to serve on a GPU it sees (`carspot.classifier.runtime`); `train` and
 `build_backbone` import TensorFlow inside the call (through `carspot.classifier.keras_model`). The public
 entry points the pipeline wires:
 

@@ -1,7 +1,8 @@
-"""The brand model on LiteRT (the TFLite runtime, XNNPACK on CPU): the CPU runtime, no TensorFlow needed.
+"""The brand model on LiteRT (the TFLite runtime, XNNPACK on CPU), no TensorFlow needed.
 
-Why LiteRT: measured on this project's 2-core CPU against ONNX Runtime (see bench/classifier.py and the README),
-and it reads the file TensorFlow exports without a converter.
+Every version ships its ``.tflite`` file; the CPU default is ONNX Runtime when the version also ships its int8
+ONNX file (`carspot.classifier.onnx_runtime`: ~1.7x faster per crop on this project's AVX2 CPU, measured).
+LiteRT serves older versions and ``CARSPOT_CLASSIFIER_RUNTIME=litert``.
 
 The model's pooled features and pre-pool feature map are added as extra outputs when the file allows
 (`carspot.classifier.car_head.with_feature_outputs`), so region search needs no second model. One interpreter per

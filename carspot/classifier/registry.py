@@ -33,6 +33,10 @@ __all__ = [
     "CURRENT_FILE",
     "MANIFEST_FILE",
     "MODEL_FILE",
+    "ONNX_FILE",
+    "ONNX_MODEL",
+    "SERVED_FILES",
+    "TENSORFLOW_WEIGHTS",
     "VERSIONS_DIR",
     "PromotionResult",
     "current_version",
@@ -51,6 +55,13 @@ MANIFEST_FILE: Final = "manifest.json"
 MODEL_FILE: Final = "classifier.tflite"
 WEIGHTS_FILE: Final = "classifier.weights.h5"
 """The float Keras weights (TensorFlow runtime, for GPUs); the manifest's ``tensorflow_weights`` names it."""
+ONNX_FILE: Final = "classifier.onnx"
+"""The int8 ONNX file (ONNX Runtime, the CPU default since 2026-11-30); the manifest's ``onnx`` names it."""
+TENSORFLOW_WEIGHTS: Final = "tensorflow_weights"
+ONNX_MODEL: Final = "onnx"
+SERVED_FILES: Final = (TENSORFLOW_WEIGHTS, ONNX_MODEL)
+"""Manifest keys of the files a version may ship beside ``model_file``: ``{"file", "sha256", "size_bytes",
+"precision", ...}`` each; versions released before one existed have none and serve on what they have."""
 REQUIRED: Final = ("version", "created", "training_data_sha256", "labels", "metrics", "model_file", "sha256")
 
 
@@ -116,8 +127,8 @@ def read_verified(path: Path, sha256: str) -> bytes:
 
 
 def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) -> dict[str, Any]:
-    """A version's manifest; with ``verify`` the sha256 of the model file (and of the Keras weights, when the
-    version has them) is checked against it."""
+    """A version's manifest; with ``verify`` the sha256 of the model file (and of each `SERVED_FILES` entry
+    the version has) is checked against it."""
     directory = version_dir(model_dir, version)
     path = directory / MANIFEST_FILE
     if not path.is_file():
@@ -132,9 +143,10 @@ def read_manifest(model_dir: Path | str, version: str, *, verify: bool = False) 
         raise ManifestError(f"{path}: says version {manifest['version']!r}, lives in {version!r}")
     if verify:
         files = [(manifest["model_file"], manifest["sha256"])]
-        weights = manifest.get("tensorflow_weights")
-        if isinstance(weights, dict):
-            files.append((weights.get("file", ""), weights.get("sha256", "")))
+        for key in SERVED_FILES:
+            entry = manifest.get(key)
+            if isinstance(entry, dict):
+                files.append((entry.get("file", ""), entry.get("sha256", "")))
         for name, sha256 in files:
             if not name:
                 raise ManifestError(f"{path}: a file entry has no name")

@@ -1,6 +1,7 @@
 """What serving needs of a runtime that runs the brand model: one forward pass over a batch of input pixels.
 
-Two implement it: `carspot.classifier.litert_runtime` (CPU, the default) and
+Three implement it: `carspot.classifier.onnx_runtime` (CPU, the default when the version ships its int8 ONNX
+file), `carspot.classifier.litert_runtime` (CPU, every version's ``.tflite`` file) and
 `carspot.classifier.tensorflow_runtime` (TensorFlow, chosen when it sees a GPU). `choose_runtime` decides.
 """
 
@@ -14,9 +15,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-__all__ = ["RunOutputs", "Runtime", "RuntimeChoice", "choose_runtime", "gpu_visible"]
+__all__ = ["RunOutputs", "Runtime", "RuntimeChoice", "RuntimeName", "choose_runtime", "gpu_visible"]
 
-RuntimeChoice = Literal["auto", "litert", "tensorflow"]
+RuntimeChoice = Literal["auto", "onnxruntime", "litert", "tensorflow"]
+RuntimeName = Literal["onnxruntime", "litert", "tensorflow"]
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,21 @@ def gpu_visible() -> bool:
 
 
 def choose_runtime(
-    choice: RuntimeChoice, *, has_tensorflow_weights: bool, gpu: Callable[[], bool] = gpu_visible
-) -> Literal["litert", "tensorflow"]:
-    """``auto``: TensorFlow when the model version ships its Keras weights and TensorFlow sees a GPU, else LiteRT.
-    An explicit choice is kept; ``tensorflow`` without the weights is an error the caller reports."""
-    if choice == "litert":
-        return "litert"
-    if choice == "tensorflow":
-        if not has_tensorflow_weights:
-            raise ValueError("this model version has no TensorFlow weights (classifier.weights.h5)")
+    choice: RuntimeChoice,
+    *,
+    has_tensorflow_weights: bool,
+    has_onnx: bool,
+    gpu: Callable[[], bool] = gpu_visible,
+) -> RuntimeName:
+    """``auto``: TensorFlow when the model version ships its Keras weights and TensorFlow sees a GPU; else ONNX
+    Runtime when it ships its ONNX file (the fastest on CPU, measured); else LiteRT. An explicit choice is kept;
+    one whose file the version lacks is an error the caller reports."""
+    if choice == "tensorflow" and not has_tensorflow_weights:
+        raise ValueError("this model version has no TensorFlow weights (classifier.weights.h5)")
+    if choice == "onnxruntime" and not has_onnx:
+        raise ValueError("this model version has no ONNX file (classifier.onnx)")
+    if choice != "auto":
+        return choice
+    if has_tensorflow_weights and gpu():
         return "tensorflow"
-    return "tensorflow" if has_tensorflow_weights and gpu() else "litert"
+    return "onnxruntime" if has_onnx else "litert"

@@ -1,10 +1,11 @@
-"""Serving: the released classifier behind one interface, on LiteRT (CPU) or TensorFlow (GPU).
+"""Serving: the released classifier behind one interface, on ONNX Runtime or LiteRT (CPU) or TensorFlow (GPU).
 
 The model takes raw RGB pixels (224x224, float) and returns temperature-calibrated softmax probabilities over
 the makes; resizing is done here with the same function training used (`carspot.classifier.augment.to_input`).
-The runtime (`carspot.classifier.runtime`) runs the network: LiteRT with XNNPACK by default, TensorFlow when it
-sees a GPU and the version ships its Keras weights (``CARSPOT_CLASSIFIER_RUNTIME``). A lock makes every method
-safe to call from several threads (neither runtime's state is).
+The runtime (`carspot.classifier.runtime`) runs the network: on CPU, ONNX Runtime when the version ships its int8
+ONNX file (the fastest, measured), else LiteRT with XNNPACK; TensorFlow when it sees a GPU and the version ships
+its Keras weights (``CARSPOT_CLASSIFIER_RUNTIME``). A lock makes every method safe to call from several threads
+(no runtime's state is).
 
 Region search: `predict_regions` returns, from the same backbone run, each crop's brand top-k and the
 probability that it shows a car (the backbone's ImageNet head on the pooled features the brand head sees, see
@@ -30,7 +31,14 @@ from carspot.classifier.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from carspot.classifier.registry import current_version, read_manifest, read_verified, version_dir
+from carspot.classifier.registry import (
+    ONNX_MODEL,
+    TENSORFLOW_WEIGHTS,
+    current_version,
+    read_manifest,
+    read_verified,
+    version_dir,
+)
 from carspot.classifier.runtime import Runtime, RuntimeChoice, choose_runtime
 
 __all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
@@ -161,11 +169,6 @@ class BrandClassifier:
         return self.predict([image], top_k=top_k)[0]
 
 
-TENSORFLOW_WEIGHTS = "tensorflow_weights"
-"""Manifest key of the version's Keras weights: ``{"file", "sha256", "size_bytes", "precision"}`` (the GPU
-runtime's input; versions released before it have none and serve on LiteRT only)."""
-
-
 def load_classifier(
     model_dir: Path | str,
     version: str | None = None,
@@ -177,7 +180,8 @@ def load_classifier(
     """The current (or the named) version from the registry, its files' sha256 verified against the manifest.
 
     ``runtime``: ``auto`` serves on TensorFlow when it sees a GPU and the version ships its Keras weights,
-    otherwise on LiteRT (`carspot.classifier.runtime.choose_runtime`)."""
+    otherwise on ONNX Runtime when it ships its ONNX file, otherwise on LiteRT
+    (`carspot.classifier.runtime.choose_runtime`)."""
     if version is None:
         version = current_version(model_dir)
         if version is None:
@@ -185,9 +189,9 @@ def load_classifier(
     started = time.perf_counter()
     manifest = read_manifest(model_dir, version)
     folder = version_dir(model_dir, version)
-    weights = manifest.get(TENSORFLOW_WEIGHTS)
+    weights, onnx_file = manifest.get(TENSORFLOW_WEIGHTS), manifest.get(ONNX_MODEL)
     try:
-        chosen = choose_runtime(runtime, has_tensorflow_weights=bool(weights))
+        chosen = choose_runtime(runtime, has_tensorflow_weights=bool(weights), has_onnx=bool(onnx_file))
     except ValueError as exc:
         raise ModelLoadError(f"{folder}: {exc}") from exc
     engine: Runtime
@@ -205,6 +209,16 @@ def load_classifier(
             raise ModelLoadError(f"the tensorflow runtime needs TensorFlow (pip install -e .[gpu]): {exc}") from exc
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"{path}: TensorFlow cannot load it: {exc}") from exc
+    elif chosen == "onnxruntime":
+        assert onnx_file is not None
+        path = folder / onnx_file["file"]
+        model = read_verified(path, onnx_file["sha256"])
+        from carspot.classifier.onnx_runtime import OnnxRuntime
+
+        try:
+            engine = OnnxRuntime(model, threads=threads, max_batch=max_batch)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
     else:
         path = folder / manifest["model_file"]
         model = read_verified(path, manifest["sha256"])

@@ -13,7 +13,8 @@ The recipe, and why:
    of running the whole network.
 4. **Calibrate**: one temperature for the softmax, fitted on the validation split's plain views (NLL).
 5. **Export** backbone + head + temperature as one float32 TFLite file, write the version's manifest, and
-   evaluate that file through the serving code on the validation split.
+   evaluate that file through the serving code on the validation split; then int8 exports (LiteRT and ONNX,
+   `carspot.classifier.onnx_export`), each kept only if it holds the float file's top-5.
 
 The validation split is by car model (``split="by-model"``, needs ``class_id``; other datasets fall back to by
 image); ``compare_by_image`` also trains the head on a by-image split of the same cache and records its
@@ -38,7 +39,17 @@ from carspot.classifier.augment import augment, to_input
 from carspot.classifier.data import Sample, dataset_sha256, load_image, load_samples, split_by_image, split_by_model
 from carspot.classifier.errors import DatasetError
 from carspot.classifier.evaluate import EvaluationReport, evaluate, report_from_predictions
-from carspot.classifier.registry import MODEL_FILE, WEIGHTS_FILE, file_sha256, version_dir, write_manifest
+from carspot.classifier.registry import (
+    MODEL_FILE,
+    ONNX_FILE,
+    ONNX_MODEL,
+    WEIGHTS_FILE,
+    file_sha256,
+    read_manifest,
+    version_dir,
+    write_manifest,
+)
+from carspot.classifier.runtime import RuntimeChoice
 
 __all__ = ["TrainConfig", "TrainResult", "fit_temperature", "train"]
 
@@ -63,8 +74,9 @@ class TrainConfig:
     model) with this weight on its loss; the head is dropped after training. Off: measured with 0.5 on the
     by-model split, the make head reached 49.8 % top-1 / 73.8 % top-5 against 52.2 / 74.2 % without it."""
     quantize: bool = True
-    """Also export int8 (post-training, calibrated on training views) and release it when its validation top-5
-    is within ``quantize_max_top5_drop`` of the float model's; otherwise the float model is released."""
+    """Also export int8 (post-training, calibrated on training views): the LiteRT file is released in int8 and
+    the int8 ONNX file (ONNX Runtime, the CPU default) is shipped, each when its validation top-5 is within
+    ``quantize_max_top5_drop`` of the float model's; otherwise the float LiteRT file, and no ONNX file."""
     quantize_max_top5_drop: float = 0.01
     """One point, not half: on 1,681 validation photos a 0.65-point top-5 gap between the 5-epoch model's float
     and int8 files was 24 photos against 13 (McNemar p = 0.10, and int8 had the better top-1), i.e. noise, while
@@ -275,6 +287,13 @@ def _report(logits: np.ndarray, y: np.ndarray, labels: Sequence[str], t: float =
     return report_from_predictions([labels[i] for i in y], _topk(_softmax(logits / t), labels))
 
 
+def calibration_inputs(samples: Sequence[Sample], train_indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """The int8 exports' calibration: every k-th training photo (about 256), plain (no augmentation), as
+    ``1 x 224 x 224 x 3`` raw pixels. Also re-exports a released version from the same photos."""
+    step = max(1, len(train_indices) // 256)
+    return [to_input(load_image(samples[i].path)).astype(np.float32)[None] for i in list(train_indices)[::step]]
+
+
 def train(
     data: Path | str | Sequence[Sample],
     *,
@@ -300,6 +319,7 @@ def train(
 
     from carspot.classifier import keras_model
     from carspot.classifier.backbone import load_backbone
+    from carspot.classifier.onnx_export import add_onnx
     from carspot.classifier.serving import load_classifier
 
     started = time.perf_counter()
@@ -454,28 +474,35 @@ def train(
         )
         write_manifest(out, manifest)
 
-    def evaluate_served(precision: str) -> EvaluationReport:
-        """The exported file as a CPU worker serves it, on the validation split (LiteRT even where a GPU would
-        serve the Keras weights: this compares the float32 and int8 files)."""
-        served = load_classifier(model_dir, version, runtime="litert")
+    def evaluate_served(name: str, runtime: RuntimeChoice = "litert") -> EvaluationReport:
+        """An exported file as a CPU worker serves it, on the validation split (LiteRT's float32 and int8 files,
+        ONNX Runtime's int8 file; never the Keras weights, even where a GPU would serve them)."""
+        served = load_classifier(model_dir, version, runtime=runtime)
         report = evaluate(val_samples, served.predict_one, progress=progress)
-        metrics[f"{primary.kind}/released-{precision}"] = report.summary()
-        say(f"{primary.kind}/released-{precision}", report.summary())
+        metrics[f"{primary.kind}/released-{name}"] = report.summary()
+        say(f"{primary.kind}/released-{name}", report.summary())
         return report
 
-    final = evaluate_served("float32")
+    final = float_report = evaluate_served("float32")
     if cfg.quantize:
         float_bytes = (out / MODEL_FILE).read_bytes()
-        step = max(1, len(tr) // 256)
-        calibration = [to_input(load_image(samples[i].path)).astype(np.float32)[None] for i in tr[::step]]
+        calibration = calibration_inputs(samples, tr)
         keras_model.export_tflite(classifier, out / MODEL_FILE, calibration=calibration)
         record_model_file("int8")
         quantized = evaluate_served("int8")
-        if quantized.top5 >= final.top5 - cfg.quantize_max_top5_drop:
+        if quantized.top5 >= float_report.top5 - cfg.quantize_max_top5_drop:
             final = quantized
         else:  # int8 lost too much: release the float model
             (out / MODEL_FILE).write_bytes(float_bytes)
             record_model_file("float32")
+        add_onnx(model_dir, version, calibration=calibration)
+        manifest = read_manifest(model_dir, version)
+        on_onnx = evaluate_served("onnx-int8", runtime="onnxruntime")
+        if on_onnx.top5 >= float_report.top5 - cfg.quantize_max_top5_drop:
+            final = on_onnx  # what a CPU worker serves by default
+        else:  # CPU workers serve the LiteRT file
+            (out / ONNX_FILE).unlink()
+            del manifest[ONNX_MODEL]
     final.save_confusion_png(out / "confusion.png")
     metrics[f"{primary.kind}/released"] = final.summary()
     (out / "validation.json").write_text(final.to_json() + "\n")

@@ -1,10 +1,12 @@
-"""Which runtime serves the brand model, and the TensorFlow (GPU) runtime serving the released model.
+"""Which runtime serves the brand model, and each runtime serving the released model: ONNX Runtime (the CPU
+default, its int8 ONNX file), LiteRT (its int8 .tflite file) and TensorFlow (GPU, its float Keras weights).
 
 This machine has no GPU, so the TensorFlow runtime is checked on TensorFlow's CPU device: same weights, same
-code path as on a GPU."""
+code path as on a GPU. It is the reference the two int8 files are held to."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -28,21 +30,29 @@ def never() -> bool:
 
 
 def test_auto_serves_on_tensorflow_only_with_a_gpu_and_the_keras_weights() -> None:
-    assert choose_runtime("auto", has_tensorflow_weights=True, gpu=lambda: True) == "tensorflow"
-    assert choose_runtime("auto", has_tensorflow_weights=True, gpu=lambda: False) == "litert"
-    assert choose_runtime("auto", has_tensorflow_weights=False, gpu=lambda: True) == "litert"
+    assert choose_runtime("auto", has_tensorflow_weights=True, has_onnx=True, gpu=lambda: True) == "tensorflow"
+    assert choose_runtime("auto", has_tensorflow_weights=False, has_onnx=True, gpu=lambda: True) == "onnxruntime"
+
+
+def test_auto_serves_on_onnxruntime_on_cpu_when_the_version_ships_its_onnx_file() -> None:
+    assert choose_runtime("auto", has_tensorflow_weights=True, has_onnx=True, gpu=lambda: False) == "onnxruntime"
+    assert choose_runtime("auto", has_tensorflow_weights=True, has_onnx=False, gpu=lambda: False) == "litert"
+    assert choose_runtime("auto", has_tensorflow_weights=False, has_onnx=False, gpu=lambda: True) == "litert"
 
 
 def test_an_explicit_runtime_is_kept() -> None:
-    assert choose_runtime("litert", has_tensorflow_weights=True, gpu=never) == "litert"
-    assert choose_runtime("tensorflow", has_tensorflow_weights=True, gpu=never) == "tensorflow"
+    for choice in ("litert", "onnxruntime", "tensorflow"):
+        assert choose_runtime(choice, has_tensorflow_weights=True, has_onnx=True, gpu=never) == choice  # type: ignore[arg-type]
+    assert choose_runtime("litert", has_tensorflow_weights=False, has_onnx=False, gpu=never) == "litert"
     with pytest.raises(ValueError, match="no TensorFlow weights"):
-        choose_runtime("tensorflow", has_tensorflow_weights=False, gpu=never)
+        choose_runtime("tensorflow", has_tensorflow_weights=False, has_onnx=True, gpu=never)
+    with pytest.raises(ValueError, match="no ONNX file"):
+        choose_runtime("onnxruntime", has_tensorflow_weights=True, has_onnx=False, gpu=never)
 
 
-def test_this_machine_has_no_gpu_so_auto_loads_litert() -> None:
+def test_this_machine_has_no_gpu_so_auto_loads_onnxruntime() -> None:
     assert not gpu_visible()
-    assert load_classifier(MODELS).runtime == "litert (cpu)"
+    assert load_classifier(MODELS).runtime == "onnxruntime (cpu)"
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +73,51 @@ def test_the_released_version_ships_its_keras_weights() -> None:
     assert weights["file"] == "classifier.weights.h5" and weights["precision"] == "float32"
 
 
-def test_tensorflow_serves_the_same_model_as_litert(on_tensorflow: BrandClassifier, photos: list[np.ndarray]) -> None:
-    """LiteRT serves the int8 export of these float weights: rankings agree, probabilities within int8 noise."""
-    on_litert = load_classifier(MODELS, runtime="litert", threads=1)
-    assert on_tensorflow.runtime == "tensorflow (/CPU:0)" and on_tensorflow.labels == on_litert.labels
-    tf_probs, lite_probs = on_tensorflow.probabilities(photos), on_litert.probabilities(photos)
-    assert np.allclose(tf_probs.sum(axis=1), 1.0, atol=1e-4)
-    agree = np.mean(tf_probs.argmax(axis=1) == lite_probs.argmax(axis=1))
-    assert agree >= 0.8
-    assert float(np.abs(tf_probs - lite_probs).mean()) < 0.01
-    (tf_top,) = on_tensorflow.predict([photos[0]])
-    assert tf_top[0][0] == "Audi"  # 00001.jpg, as the LiteRT model says (test_classifier_released)
+def test_the_released_version_ships_its_int8_onnx_file() -> None:
+    version = current_version(MODELS)
+    assert version is not None
+    onnx_file = read_manifest(MODELS, version, verify=True)["onnx"]
+    assert onnx_file["file"] == "classifier.onnx" and onnx_file["precision"] == "int8"
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+def test_each_int8_file_serves_the_keras_models_rankings(
+    runtime: str, on_tensorflow: BrandClassifier, photos: list[np.ndarray]
+) -> None:
+    """Both CPU files are int8 exports of the float weights TensorFlow serves: rankings agree, probabilities
+    within int8 noise."""
+    on_cpu = load_classifier(MODELS, runtime=runtime, threads=1)  # type: ignore[arg-type]
+    assert on_tensorflow.runtime == "tensorflow (/CPU:0)" and on_cpu.runtime == f"{runtime} (cpu)"
+    assert on_cpu.labels == on_tensorflow.labels
+    tf_probs, cpu_probs = on_tensorflow.probabilities(photos), on_cpu.probabilities(photos)
+    assert np.allclose(cpu_probs.sum(axis=1), 1.0, atol=1e-4)
+    assert np.mean(tf_probs.argmax(axis=1) == cpu_probs.argmax(axis=1)) >= 0.8
+    assert float(np.abs(tf_probs - cpu_probs).mean()) < 0.01
+    assert on_cpu.predict([photos[0]])[0][0][0] == "Audi"  # 00001.jpg (test_classifier_released)
+
+
+def test_onnxruntime_gives_region_search_its_car_scores(
+    on_tensorflow: BrandClassifier, photos: list[np.ndarray]
+) -> None:
+    on_onnx = load_classifier(MODELS, runtime="onnxruntime", threads=1)
+    tops, car = on_onnx.predict_regions(photos)
+    assert len(tops) == len(photos) and car.shape == (len(photos),)
+    assert np.median(car) > 0.5  # whole Stanford photos are cars
+    # the float model's P(car), within int8 noise (measured on 80 photos: mean 0.043, LiteRT's file 0.024)
+    assert float(np.abs(car - on_tensorflow.predict_regions(photos)[1]).mean()) < 0.1
+    photo = photos[0]
+    h, w = photo.shape[:2]
+    boxes = np.array([[0, 0, w, h], [0, 0, w // 8, h // 8]], np.float32)
+    scores = on_onnx.region_car_scores(photo, boxes)  # the feature map of one 448 px run
+    assert scores.shape == (2,) and scores[0] > scores[1]
+
+
+def test_onnxruntime_batches_give_what_each_crop_gives_alone(photos: list[np.ndarray]) -> None:
+    classifier = load_classifier(MODELS, runtime="onnxruntime", threads=1, max_batch=8)
+    crops = photos[:11]  # runs of 8 and 3
+    together_probs, together_car = classifier.probabilities(crops), classifier.predict_regions(crops)[1]
+    assert np.allclose(together_probs, np.stack([classifier.probabilities([c])[0] for c in crops]), atol=1e-5)
+    assert np.allclose(together_car, [classifier.predict_regions([c])[1][0] for c in crops], atol=1e-5)
 
 
 def test_tensorflow_gives_region_search_its_car_scores(
@@ -88,33 +132,53 @@ def test_tensorflow_gives_region_search_its_car_scores(
     assert scores.shape == (2,) and scores[0] > scores[1]
 
 
-def test_tampered_keras_weights_are_refused(tmp_path: Path) -> None:
+def _release_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the models folder holding the current version: (model dir, version folder)."""
     version = current_version(MODELS)
     assert version is not None
     copy = tmp_path / "models"
     shutil.copytree(MODELS / "versions" / version, copy / "versions" / version)
     (copy / "CURRENT").write_text(version + "\n")
-    weights = copy / "versions" / version / "classifier.weights.h5"
-    data = bytearray(weights.read_bytes())
+    return copy, copy / "versions" / version
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("runtime", "file"), [("tensorflow", "classifier.weights.h5"), ("onnxruntime", "classifier.onnx")]
+)
+def test_a_tampered_file_is_refused_and_the_others_still_serve(tmp_path: Path, runtime: str, file: str) -> None:
+    copy, folder = _release_copy(tmp_path)
+    _flip_a_byte(folder / file)
     with pytest.raises(ModelIntegrityError):
-        load_classifier(copy, runtime="tensorflow")
-    assert load_classifier(copy, runtime="litert").version == version  # the LiteRT file is intact
+        load_classifier(copy, runtime=runtime)  # type: ignore[arg-type]
+    assert load_classifier(copy, runtime="litert").version == folder.name  # the LiteRT file is intact
 
 
-def test_tensorflow_without_keras_weights_is_a_clear_load_error(tmp_path: Path) -> None:
-    version = current_version(MODELS)
-    assert version is not None
-    copy = tmp_path / "models"
-    folder = copy / "versions" / version
-    shutil.copytree(MODELS / "versions" / version, folder)
-    (copy / "CURRENT").write_text(version + "\n")
+@pytest.mark.parametrize(("runtime", "key"), [("tensorflow", "tensorflow_weights"), ("onnxruntime", "onnx")])
+def test_a_runtime_whose_file_the_version_lacks_is_a_clear_load_error(tmp_path: Path, runtime: str, key: str) -> None:
+    copy, folder = _release_copy(tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
-    del manifest["tensorflow_weights"]
+    del manifest[key]
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelLoadError, match="no TensorFlow weights"):
-        load_classifier(copy, runtime="tensorflow")
+    with pytest.raises(ModelLoadError, match=f"no {'TensorFlow weights' if key != 'onnx' else 'ONNX file'}"):
+        load_classifier(copy, runtime=runtime)  # type: ignore[arg-type]
+    if key == "onnx":  # a version released before the ONNX file serves on LiteRT
+        assert load_classifier(copy).runtime == "litert (cpu)"
+
+
+def test_an_onnx_file_onnxruntime_cannot_read_is_a_load_error(tmp_path: Path) -> None:
+    copy, folder = _release_copy(tmp_path)
+    (folder / "classifier.onnx").write_bytes(b"not a model")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["onnx"]["sha256"] = hashlib.sha256(b"not a model").hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="ONNX Runtime cannot load it"):
+        load_classifier(copy)
 
 
 def test_litert_splits_crops_into_runs_without_padding() -> None:

@@ -52,6 +52,7 @@ def test_training_beats_chance_on_held_out_images(trained: tuple[Path, object]) 
         "by-image/finetuned",
         "by-image/released-float32",
         "by-image/released-int8",
+        "by-image/released-onnx-int8",
         "by-image/released",
     }
 
@@ -69,7 +70,20 @@ def test_int8_is_released_only_when_it_keeps_the_float_models_top5(trained: tupl
     metrics = result.metrics  # type: ignore[attr-defined]
     int8_ok = metrics["by-image/released-int8"]["top5"] >= metrics["by-image/released-float32"]["top5"] - 0.005
     assert manifest["precision"] == ("int8" if int8_ok else "float32")
-    assert metrics["by-image/released"] == metrics[f"by-image/released-{manifest['precision']}"]
+
+
+def test_the_onnx_file_ships_only_when_it_keeps_the_float_models_top5(trained: tuple[Path, object]) -> None:
+    """ONNX Runtime serves CPU workers by default, so its file's figures are the released ones."""
+    from carspot.classifier.training import TrainConfig
+
+    model_dir, result = trained
+    manifest = read_manifest(model_dir, "tiny", verify=True)  # the ONNX file's sha256 too
+    metrics = result.metrics  # type: ignore[attr-defined]
+    drop = TrainConfig().quantize_max_top5_drop
+    onnx_ok = metrics["by-image/released-onnx-int8"]["top5"] >= metrics["by-image/released-float32"]["top5"] - drop
+    assert ("onnx" in manifest) == onnx_ok == (version_dir(model_dir, "tiny") / "classifier.onnx").is_file()
+    served = "onnx-int8" if onnx_ok else manifest["precision"]
+    assert metrics["by-image/released"] == metrics[f"by-image/released-{served}"]
 
 
 def test_the_version_has_a_complete_manifest(trained: tuple[Path, object]) -> None:
@@ -131,7 +145,7 @@ def test_a_tampered_model_file_is_refused_at_load(trained: tuple[Path, object], 
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError):
-        load_classifier(copy, "tiny")
+        load_classifier(copy, "tiny", runtime="litert")
 
 
 def test_the_auxiliary_car_model_loss_changes_what_fine_tuning_learns() -> None:

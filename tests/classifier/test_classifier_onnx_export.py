@@ -1,0 +1,82 @@
+"""The int8 ONNX file: the committed release is what `add_onnx` makes from the version's Keras weights, with its
+brand head float; a version without Keras weights cannot be exported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carspot.classifier.registry import current_version, read_manifest
+from carspot.classifier.serving import load_classifier
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+# Keras calls np.array(tensor) the numpy-1 way; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")
+
+
+@pytest.fixture(scope="module")
+def photos(shared_dir: Path) -> list[np.ndarray]:
+    folder = shared_dir / "data" / "stanford-cars" / "images"
+    return [np.asarray(Image.open(folder / f"{i:05d}.jpg").convert("RGB")) for i in range(100, 124)]
+
+
+def _release_copy(tmp_path: Path) -> tuple[Path, str]:
+    version = current_version(MODELS)
+    assert version is not None
+    shutil.copytree(MODELS / "versions" / version, tmp_path / "versions" / version)
+    (tmp_path / "CURRENT").write_text(version + "\n")
+    return tmp_path, version
+
+
+def test_the_committed_onnx_file_is_what_add_onnx_makes_from_the_keras_weights(
+    tmp_path: Path, shared_dir: Path, photos: list[np.ndarray]
+) -> None:
+    """Re-exported from the release's own weights and calibration photos (the recipe's), it serves the same
+    probabilities: the committed binary is no opaque blob."""
+    from carspot.classifier.data import load_samples, split_by_model
+    from carspot.classifier.onnx_export import add_onnx
+    from carspot.classifier.training import calibration_inputs
+
+    copy, version = _release_copy(tmp_path)
+    recipe = read_manifest(copy, version)["training"]["recipe"]
+    samples = load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv")
+    split = split_by_model(samples, val_fraction=recipe["val_fraction"], seed=recipe["seed"])
+    entry = add_onnx(copy, version, calibration=calibration_inputs(samples, split.train))
+    committed = read_manifest(MODELS, version)["onnx"]
+    assert entry["calibration_images"] == committed["calibration_images"]
+    assert read_manifest(copy, version, verify=True)["onnx"] == entry
+    rebuilt = load_classifier(copy, runtime="onnxruntime", threads=1).probabilities(photos)
+    released = load_classifier(MODELS, runtime="onnxruntime", threads=1).probabilities(photos)
+    np.testing.assert_allclose(rebuilt, released, atol=1e-5)
+
+
+def test_the_brand_head_stays_float(photos: list[np.ndarray]) -> None:
+    """int8 probabilities would be multiples of 1/256 and tie the tail of every top-5."""
+    probs = load_classifier(MODELS, runtime="onnxruntime", threads=1).probabilities(photos)
+    on_grid = np.isclose(probs * 256, np.round(probs * 256), atol=1e-4)
+    assert on_grid.mean() < 0.5  # a quantized head: all of them (zeros included)
+    assert len({round(float(p), 7) for p in np.sort(probs, axis=1)[:, -5]}) == len(photos)
+
+
+def test_a_version_without_keras_weights_cannot_be_exported(tmp_path: Path) -> None:
+    from carspot.classifier.onnx_export import add_onnx
+
+    copy, version = _release_copy(tmp_path)
+    path = copy / "versions" / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["tensorflow_weights"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="no Keras weights"):
+        add_onnx(copy, version, calibration=[np.zeros((1, 224, 224, 3), np.float32)])
+
+
+def test_int8_export_needs_calibration_images(tmp_path: Path) -> None:
+    from carspot.classifier.onnx_export import export_onnx
+
+    with pytest.raises(ValueError, match="calibration"):
+        export_onnx(object(), tmp_path / "x.onnx", calibration=[])
