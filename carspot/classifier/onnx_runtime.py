@@ -33,8 +33,9 @@ class OnnxRuntime:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one per core
         options.inter_op_num_threads = 1
-        # Idle pool threads must not spin: the detector and the numpy car head run between classifier calls
-        # on the same cores (the lesson of OpenBLAS's spinning threads, see CARSPOT_BLAS_THREADS).
+        # Idle pool threads must not spin: the detector runs between classifier calls on the same cores.
+        # Measured, one process with 2 threads, 400 composites: detector mode 26.5 images/s without spinning,
+        # 21.6 with it; standard mode (the classifier alone) 165 vs 176.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session: Any = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
