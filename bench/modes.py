@@ -54,8 +54,10 @@ def main() -> None:
         comparison = compare_path(
             folder / "labels.csv", analysis=analysis, settings=settings, modes=modes, workers=args.workers
         )
+    source = analysis.runner(analysis.default_mode).classifier
+    served = f"brand model {source().version} on {source().runtime}, " if source else ""
     print(
-        f"{args.workers} worker process(es) on {os.cpu_count()} cores, "
+        f"{served}{args.workers} worker process(es) on {os.cpu_count()} cores, "
         f"{settings.analysis_batch_images} images per classifier call (CARSPOT_ANALYSIS_BATCH_IMAGES)"
     )
     print(comparison.render())
