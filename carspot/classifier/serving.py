@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,10 @@ from carspot.classifier.registry import (
     version_dir,
 )
 from carspot.classifier.runtime import Runtime, RuntimeChoice, choose_runtime
+
+if TYPE_CHECKING:
+    from carspot.classifier.litert_runtime import LiteRTRuntime
+    from carspot.classifier.onnx_runtime import OnnxRuntime
 
 __all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
 
@@ -209,29 +213,30 @@ def load_classifier(
             raise ModelLoadError(f"the tensorflow runtime needs TensorFlow (pip install -e .[gpu]): {exc}") from exc
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"{path}: TensorFlow cannot load it: {exc}") from exc
-    elif chosen == "onnxruntime":
-        assert onnx_file is not None
-        path = folder / onnx_file["file"]
-        model = read_verified(path, onnx_file["sha256"])
-        from carspot.classifier.onnx_runtime import OnnxRuntime
-
-        try:
-            engine = OnnxRuntime(model, threads=threads, max_batch=max_batch)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
-    else:
-        path = folder / manifest["model_file"]
-        model = read_verified(path, manifest["sha256"])
-        from carspot.classifier.litert_runtime import LiteRTRuntime
-
-        try:
-            engine = LiteRTRuntime(model, threads=threads, max_batch=max_batch)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path}: LiteRT cannot load it: {exc}") from exc
+    else:  # a CPU runtime reading one file: the ONNX file or the LiteRT file
+        entry = onnx_file if chosen == "onnxruntime" else {"file": manifest["model_file"], "sha256": manifest["sha256"]}
+        assert entry is not None
+        path = folder / entry["file"]
+        engine = _cpu_runtime(chosen, read_verified(path, entry["sha256"]), path=path, threads=threads, batch=max_batch)
     classifier = BrandClassifier(runtime=engine, version=version, labels=manifest["labels"])
     classifier.load_seconds = time.perf_counter() - started
     log.info("brand model %s on %s, loaded in %.2f s", version, classifier.runtime, classifier.load_seconds)
     return classifier
+
+
+def _cpu_runtime(name: str, model: bytes, *, path: Path, threads: int | None, batch: int) -> Runtime:
+    """ONNX Runtime or LiteRT on the file's bytes; what either refuses is a `ModelLoadError` naming the file."""
+    runtime: type[OnnxRuntime] | type[LiteRTRuntime]
+    if name == "onnxruntime":
+        from carspot.classifier.onnx_runtime import OnnxRuntime as runtime
+    else:
+        from carspot.classifier.litert_runtime import LiteRTRuntime as runtime
+    try:
+        return runtime(model, threads=threads, max_batch=batch)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"{path}: {'ONNX Runtime' if name == 'onnxruntime' else 'LiteRT'} cannot load it: {exc}"
+        ) from exc
 
 
 def merge_top_k(per_region: Sequence[Sequence[tuple[str, float]]], *, top_k: int = 5) -> list[tuple[str, float]]:
