@@ -185,6 +185,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
             whole_image_threshold=settings.whole_image_car_threshold,
             box_threshold=settings.detector_box_car_threshold,
             max_inside=settings.detector_max_inside,
+            min_box_area=settings.detector_min_box_area,
         ),
     }
     if classifier is not None:

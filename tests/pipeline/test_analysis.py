@@ -27,6 +27,8 @@ from carspot.pipeline.message import Post
 from carspot.store.records import AnalysisRecord
 
 IMAGE = np.zeros((100, 200, 3), np.uint8)
+NO_FLOOR = {"min_box_area": 0.0}
+"""These fakes' boxes are a few dozen pixels wide: the size floor (its own tests below) is off for them."""
 
 
 def post(mode: str | None = None) -> Post:
@@ -72,7 +74,7 @@ class SizeClassifier:
 def test_detector_mode_classifies_each_box_in_one_batch_and_ranks_the_image_top5() -> None:
     model = SizeClassifier()
     analysis = Analysis(
-        modes={"detector": detector_mode(detect=two_cars, detector_name="two", classifier=lambda: model)},
+        modes={"detector": detector_mode(**NO_FLOOR, detect=two_cars, detector_name="two", classifier=lambda: model)},
         default_mode="detector",
     )
     record = analysis(post(), IMAGE)
@@ -86,7 +88,9 @@ def test_detector_mode_classifies_each_box_in_one_batch_and_ranks_the_image_top5
 
 def test_detector_mode_without_cars_has_no_brands_and_does_not_call_the_classifier() -> None:
     model = SizeClassifier()
-    runner = detector_mode(detect=lambda image: Detections.empty(), detector_name="none", classifier=lambda: model)
+    runner = detector_mode(
+        **NO_FLOOR, detect=lambda image: Detections.empty(), detector_name="none", classifier=lambda: model
+    )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert record.regions == () and record.brands == () and model.calls == []
 
@@ -104,7 +108,7 @@ def test_a_post_can_ask_for_another_mode_and_an_unknown_mode_is_refused() -> Non
     analysis = Analysis(
         modes={
             "standard": standard_mode(classifier=lambda: model),
-            "detector": detector_mode(detect=two_cars, detector_name="two", classifier=lambda: model),
+            "detector": detector_mode(**NO_FLOOR, detect=two_cars, detector_name="two", classifier=lambda: model),
         },
         default_mode="detector",
     )
@@ -214,7 +218,9 @@ def test_region_search_can_verify_the_whole_image_too() -> None:
 
 def test_detector_mode_verifies_the_whole_image_in_the_same_batch_as_the_boxes() -> None:
     model = CarnessClassifier()  # a crop wider than 30 px is a car
-    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True)
+    runner = detector_mode(
+        **NO_FLOOR, detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True
+    )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(model.calls) == 1 and model.calls[0][0] == (100, 200)  # one batch, the whole image first
     assert (0.0, 0.0, 200.0, 100.0) in {(r.x1, r.y1, r.x2, r.y2) for r in record.regions}
@@ -225,7 +231,11 @@ def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
     model = CarnessClassifier()
     tiny = np.zeros((20, 20, 3), np.uint8)  # 20 px wide: not a car for this fake
     runner = detector_mode(
-        detect=lambda image: Detections.empty(), detector_name="fake", classifier=lambda: model, whole_image=True
+        **NO_FLOOR,
+        detect=lambda image: Detections.empty(),
+        detector_name="fake",
+        classifier=lambda: model,
+        whole_image=True,
     )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), tiny)
     assert model.calls == [[(20, 20)]]
@@ -236,6 +246,7 @@ def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
 def test_detector_mode_keeps_a_doubtful_whole_image_above_its_own_lower_threshold(threshold: float, kept: bool) -> None:
     model = DoubtfulCarness(0.2)
     runner = detector_mode(
+        **NO_FLOOR,
         detect=lambda image: Detections.empty(),
         detector_name="fake",
         classifier=lambda: model,
@@ -263,7 +274,7 @@ SMALL_BOX_WIDTH, BIG_BOX_WIDTH = 56, 100
 
 def test_detector_mode_drops_a_box_the_car_head_says_is_not_a_car_and_gives_it_no_brands() -> None:
     model = CarnessByWidth({SMALL_BOX_WIDTH: DETECTOR_BOX_CAR_THRESHOLD / 10, BIG_BOX_WIDTH: 0.8})
-    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model)
+    runner = detector_mode(**NO_FLOOR, detect=two_cars, detector_name="fake", classifier=lambda: model)
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(model.calls) == 1 and len(model.calls[0]) == 2  # both checked in the one pass
     assert [(r.x1, r.x2) for r in record.regions] == [(100.0, 190.0)]
@@ -272,14 +283,16 @@ def test_detector_mode_drops_a_box_the_car_head_says_is_not_a_car_and_gives_it_n
 
 def test_detector_mode_keeps_every_box_when_the_car_head_doubts_but_does_not_refute_it() -> None:
     model = CarnessByWidth({SMALL_BOX_WIDTH: DETECTOR_BOX_CAR_THRESHOLD, BIG_BOX_WIDTH: 0.01})
-    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model)
+    runner = detector_mode(**NO_FLOOR, detect=two_cars, detector_name="fake", classifier=lambda: model)
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(record.regions) == 2 and record.brands[0].make == "Big"
 
 
 def test_detector_mode_checks_boxes_and_the_whole_image_each_against_its_own_threshold() -> None:
     model = CarnessByWidth({200: 0.2, SMALL_BOX_WIDTH: 0.9, BIG_BOX_WIDTH: 0.001})
-    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True)
+    runner = detector_mode(
+        **NO_FLOOR, detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True
+    )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert model.calls[0][0] == (100, 200)  # the whole image first, in the same pass
     found = [(r.x1, r.x2, r.score) for r in record.regions]  # most confident first
@@ -289,7 +302,9 @@ def test_detector_mode_checks_boxes_and_the_whole_image_each_against_its_own_thr
 
 def test_detector_mode_with_a_zero_box_threshold_keeps_what_the_detector_found() -> None:
     model = CarnessByWidth({SMALL_BOX_WIDTH: 0.0, BIG_BOX_WIDTH: 0.0})
-    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, box_threshold=0.0)
+    runner = detector_mode(
+        **NO_FLOOR, detect=two_cars, detector_name="fake", classifier=lambda: model, box_threshold=0.0
+    )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(record.regions) == 2
 
@@ -305,7 +320,7 @@ def car_and_its_wheel(image: np.ndarray) -> Detections:
 
 def test_detector_mode_does_not_classify_a_box_inside_a_more_confident_one() -> None:
     model = SizeClassifier()
-    runner = detector_mode(detect=car_and_its_wheel, detector_name="fake", classifier=lambda: model)
+    runner = detector_mode(**NO_FLOOR, detect=car_and_its_wheel, detector_name="fake", classifier=lambda: model)
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(model.calls[0]) == 1  # the wheel never reaches the classifier
     assert [(r.x1, r.x2) for r in record.regions] == [(100.0, 190.0)]
@@ -314,7 +329,9 @@ def test_detector_mode_does_not_classify_a_box_inside_a_more_confident_one() -> 
 
 def test_detector_mode_with_max_inside_one_classifies_every_box() -> None:
     model = SizeClassifier()
-    runner = detector_mode(detect=car_and_its_wheel, detector_name="fake", classifier=lambda: model, max_inside=1.0)
+    runner = detector_mode(
+        **NO_FLOOR, detect=car_and_its_wheel, detector_name="fake", classifier=lambda: model, max_inside=1.0
+    )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(model.calls[0]) == 2 and len(record.regions) == 2
 
@@ -357,7 +374,7 @@ def test_a_batch_sends_the_regions_of_all_its_images_to_the_classifier_in_one_ca
     analysis = Analysis(
         modes={
             "standard": standard_mode(classifier=lambda: model),
-            "detector": detector_mode(detect=two_cars, detector_name="two", classifier=lambda: model),
+            "detector": detector_mode(**NO_FLOOR, detect=two_cars, detector_name="two", classifier=lambda: model),
             "region-search": region_search_mode(
                 propose=lambda image: Proposals(np.array(proposals, np.float32), (200, 100), "fixed"),
                 proposer_name="fixed",
@@ -385,7 +402,7 @@ def test_a_failing_image_in_a_batch_gets_its_error_and_the_others_their_analyses
         return two_cars(image)
 
     analysis = Analysis(
-        modes={"detector": detector_mode(detect=detect, detector_name="two", classifier=lambda: model)},
+        modes={"detector": detector_mode(**NO_FLOOR, detect=detect, detector_name="two", classifier=lambda: model)},
         default_mode="detector",
     )
     odd = np.zeros((13, 200, 3), np.uint8)
@@ -424,3 +441,20 @@ def test_one_batch_is_analysed_by_one_model_version_even_while_a_promotion_swaps
     second = analysis.analyse_batch(batch_of([None], [IMAGE]))
     assert [r.model_version for r in first if isinstance(r, AnalysisRecord)] == ["v1"] * 3
     assert [r.model_version for r in second if isinstance(r, AnalysisRecord)] == ["v2"]
+
+
+def test_detector_mode_drops_a_box_below_the_size_floor_before_the_classifier_sees_it() -> None:
+    """A crop of a few dozen pixels, blown up to 224, shows no make but gets a confident one."""
+    model = SizeClassifier()
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, min_box_area=2001.0)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert [[w > 80 for _, w in call] for call in model.calls] == [[True]]  # the 50 x 40 box (2,000 px²) did not
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(100, 20, 190, 90)]
+    assert "Small" not in [b.make for b in record.brands]
+
+
+def test_detector_mode_keeps_a_box_exactly_at_the_size_floor() -> None:
+    model = SizeClassifier()
+    runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, min_box_area=2000.0)
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(record.regions) == 2 and "Small" in [b.make for b in record.brands]

@@ -86,6 +86,12 @@ def test_the_detector_max_inside_defaults_to_the_value_the_analysis_documents() 
     assert Settings.model_fields["detector_max_inside"].default == DETECTOR_MAX_INSIDE
 
 
+def test_the_detector_size_floor_defaults_to_the_value_the_analysis_documents() -> None:
+    from carspot.pipeline.analysis import DETECTOR_MIN_BOX_AREA
+
+    assert Settings.model_fields["detector_min_box_area"].default == DETECTOR_MIN_BOX_AREA
+
+
 def test_centernet_input_size_takes_exactly_the_sizes_the_detector_has_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
