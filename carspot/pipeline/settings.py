@@ -127,12 +127,12 @@ class Settings(BaseSettings):
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     """0.1, not the detectors' own 0.3: the car head's box check (``detector_box_car_threshold``) drops what a lower
     score lets through, and the size floor (``detector_min_box_area``) the tiny boxes whose crops get confident
-    wrong makes. With the brand model on ONNX Runtime and a size floor, CenterNet: 400 held-out composites (seed
-    11; the values were chosen on the seed-7 set) top-5 at 0.2 / 0.1: 61.3 / 63.7 % (cars filling 5-10 %: 47 /
-    53 %), 37.4 / 35.6 images/s; seed-7 composites 64.5 / 67.2 %; by-model photos 75.1 / 74.8 % (top-1 52.9 /
-    52.6 %); YOLO-FastestV2, seed-7 composites: 58.5 % (0.2, no floor) / 59.5 %; no car-free image (55) got
-    brands. Without the floor, 0.1 cost the by-model photos 1.6 points of top-1. Before (LiteRT, no floor),
-    0.3 / 0.2: CenterNet 57.8 / 61.3 % on the held-out composites."""
+    wrong makes. CenterNet, the brand model on ONNX Runtime, the default 2,304 px² floor, 0.2 / 0.1: by-model
+    photos top-5 75.0 / 74.8 % (top-1 52.8 / 52.6 %); 400 seed-7 composites (where the values were chosen)
+    64.5 / 67.2 %. Held out (400 seed-11 composites, 4,096 px² floor, the same as 2,304 at 0.1): 61.3 / 63.7 %,
+    cars filling 5-10 % 47 / 53 %, 37.4 / 35.6 images/s. YOLO-FastestV2, seed-7: 58.5 % (0.2, no floor) / 59.5 %
+    (0.1, 4,096). No car-free image (55) got brands. Without a floor, 0.1 cost the by-model photos 1.6 points of
+    top-1. Before (LiteRT, no floor), 0.3 / 0.2: CenterNet 57.8 / 61.3 % on the held-out composites."""
     detector_car_classes: tuple[str, ...] = ("car", "truck")
     """COCO's "truck" too: pickups, vans and big SUVs are makes' cars (Stanford Cars has them) and COCO detectors
     often call them, or a car seen at an odd scale, trucks. Measured on the 400 composites, top-5 with "car" vs
