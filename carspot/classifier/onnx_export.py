@@ -7,7 +7,7 @@ kernels.
 
 How: the version's own Keras weights (``classifier.weights.h5``) -> a ``tf.function`` with three named outputs
 (``probabilities``, ``pooled``, ``feature_map``; any batch and input side) -> ONNX by tf2onnx (the maintained
-TensorFlow converter) -> static int8 quantization by ONNX Runtime's own tool: QDQ, per-channel int8 weights,
+TensorFlow converter) -> static int8 quantization by ONNX Runtime's own tool: QDQ, per-channel weights,
 uint8 activations calibrated (min/max) on the same training photos as the LiteRT file. Weights use 7 bits
 (``reduce_range``): without VNNI, ONNX Runtime multiplies uint8 by int8 with an instruction that saturates pairs
 of 8-bit products, and the full range cost 2.5 points of top-1 (measured). The pooling and the brand head stay
