@@ -97,7 +97,6 @@ def main() -> None:
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one process's rates, as JSON
     args = parser.parse_args()
 
-    from carspot.classifier.registry import ONNX_MODEL, TENSORFLOW_WEIGHTS, read_manifest
     from carspot.classifier.serving import load_classifier
 
     if args.single:
@@ -112,13 +111,11 @@ def main() -> None:
     warm_load = time.perf_counter() - started
     cold_load = cold_load_seconds(args.model_dir, args.version, args.threads, args.runtime)
     pool = crops(64)
-    manifest = read_manifest(args.model_dir, classifier.version)
-    entry = {"tensorflow": TENSORFLOW_WEIGHTS, "onnxruntime": ONNX_MODEL}.get(classifier.runtime.split()[0])
-    served = manifest[entry]["file"] if entry else manifest["model_file"]
+    assert classifier.model_path is not None
     results = {
         "version": classifier.version,
         "runtime": classifier.runtime,
-        "model_bytes": (args.model_dir / "versions" / classifier.version / served).stat().st_size,
+        "model_bytes": classifier.model_path.stat().st_size,
         "threads": args.threads,
         "load_seconds_cold": round(cold_load, 3),
         "load_seconds_in_process": round(warm_load, 3),

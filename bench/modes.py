@@ -55,7 +55,8 @@ def main() -> None:
             folder / "labels.csv", analysis=analysis, settings=settings, modes=modes, workers=args.workers
         )
     source = analysis.runner(analysis.default_mode).classifier
-    served = f"brand model {source().version} on {source().runtime}, " if source else ""
+    model = source() if source else None
+    served = f"brand model {model.version} on {model.runtime}, " if model else ""
     print(
         f"{served}{args.workers} worker process(es) on {os.cpu_count()} cores, "
         f"{settings.analysis_batch_images} images per classifier call (CARSPOT_ANALYSIS_BATCH_IMAGES)"

@@ -72,6 +72,8 @@ class BrandClassifier:
         self.runtime: str = f"{runtime.name} ({runtime.device})"
         self.load_seconds: float = 0.0
         """Set by `load_classifier`: reading, verifying and preparing the model."""
+        self.model_path: Path | None = None
+        """Set by `load_classifier`: the version's file the runtime serves."""
         if runtime.classes != len(self.labels):
             raise ManifestError(f"the model has {runtime.classes} outputs but the manifest {len(self.labels)} labels")
 
@@ -220,6 +222,7 @@ def load_classifier(
         engine = _cpu_runtime(chosen, read_verified(path, entry["sha256"]), path=path, threads=threads, batch=max_batch)
     classifier = BrandClassifier(runtime=engine, version=version, labels=manifest["labels"])
     classifier.load_seconds = time.perf_counter() - started
+    classifier.model_path = path
     log.info("brand model %s on %s, loaded in %.2f s", version, classifier.runtime, classifier.load_seconds)
     return classifier
 

@@ -43,9 +43,9 @@ from carspot.classifier.registry import (
     MODEL_FILE,
     ONNX_FILE,
     ONNX_MODEL,
+    TENSORFLOW_WEIGHTS,
     WEIGHTS_FILE,
     file_sha256,
-    read_manifest,
     version_dir,
     write_manifest,
 )
@@ -446,7 +446,7 @@ def train(
         "input": {"size": 224, "channels": "RGB", "dtype": "float32 pixels 0..255", "resize": "bilinear, squash"},
         "labels": list(labels),
         "temperature": temperature,
-        "tensorflow_weights": {
+        TENSORFLOW_WEIGHTS: {
             "file": WEIGHTS_FILE,
             "sha256": file_sha256(out / WEIGHTS_FILE),
             "size_bytes": (out / WEIGHTS_FILE).stat().st_size,
@@ -495,8 +495,7 @@ def train(
         else:  # int8 lost too much: release the float model
             (out / MODEL_FILE).write_bytes(float_bytes)
             record_model_file("float32")
-        add_onnx(model_dir, version, calibration=calibration)
-        manifest = read_manifest(model_dir, version)
+        manifest[ONNX_MODEL] = add_onnx(model_dir, version, calibration=calibration)  # what it wrote on disk
         on_onnx = evaluate_served("onnx-int8", runtime="onnxruntime")
         if on_onnx.top5 >= float_report.top5 - cfg.quantize_max_top5_drop:
             final = on_onnx  # what a CPU worker serves by default

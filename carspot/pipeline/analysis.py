@@ -245,8 +245,8 @@ def detector_mode(
     1,681 Stanford Cars photos)."""
 
     def prepare(image: np.ndarray, model: BrandClassifier | None) -> ImageWork:
-        found = detect(image)
-        detections = suppress_contained(found.filter(found.areas >= min_box_area), max_inside=max_inside)
+        raw = detect(image)
+        detections = suppress_contained(raw.filter(raw.areas >= min_box_area), max_inside=max_inside)
         if model is None:
             return ImageWork(
                 crops=(), finish=lambda *_: AnalysisParts(regions_from(detections), (), DETECTOR_ONLY_VERSION)

@@ -52,7 +52,10 @@ def test_an_explicit_runtime_is_kept() -> None:
 
 def test_this_machine_has_no_gpu_so_auto_loads_onnxruntime() -> None:
     assert not gpu_visible()
-    assert load_classifier(MODELS).runtime == "onnxruntime (cpu)"
+    classifier = load_classifier(MODELS)
+    assert classifier.runtime == "onnxruntime (cpu)"
+    assert classifier.model_path is not None and classifier.model_path.name == "classifier.onnx"
+    assert load_classifier(MODELS, runtime="litert").model_path.name == "classifier.tflite"  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
