@@ -110,10 +110,9 @@ def build_efficientnet_lite0(
         x = keras.layers.ReLU(6.0, name="stem_relu6")(x)
     else:
         assert input_size is not None
-        size = input_size
+        size = -(-input_size // 2)  # the stem, then each block's stride ("same" padding rounds up)
         for _, stride, *_ in specs[:first_block]:
             size = -(-size // stride)
-        size //= 2  # the stem
         inputs = keras.Input((size, size, specs[first_block][3]), name=f"block{first_block}_input")
         x = inputs
     for i, (kernel, stride, expand, cin, cout) in enumerate(specs):
