@@ -232,14 +232,16 @@ def _cpu_runtime(name: str, model: bytes, *, path: Path, threads: int | None, ba
     runtime: type[OnnxRuntime] | type[LiteRTRuntime]
     if name == "onnxruntime":
         from carspot.classifier.onnx_runtime import OnnxRuntime as runtime
+
+        label = "ONNX Runtime"
     else:
         from carspot.classifier.litert_runtime import LiteRTRuntime as runtime
+
+        label = "LiteRT"
     try:
         return runtime(model, threads=threads, max_batch=batch)
     except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(
-            f"{path}: {'ONNX Runtime' if name == 'onnxruntime' else 'LiteRT'} cannot load it: {exc}"
-        ) from exc
+        raise ModelLoadError(f"{path}: {label} cannot load it: {exc}") from exc
 
 
 def merge_top_k(per_region: Sequence[Sequence[tuple[str, float]]], *, top_k: int = 5) -> list[tuple[str, float]]:
