@@ -5,7 +5,7 @@ The recipe, and why:
 1. **Cache** (the expensive part, done once per dataset/recipe and kept on disk): every image gives ``views``
    224x224 views — the plain resized photo plus social-media-like augmentations (`carspot.classifier.augment`).
    The frozen lower network runs once per view and we keep the activations at the input of block
-   ``finetune_from`` (28x28x40 for the default block 5, float16) and the frozen network's pooled 1280 features.
+   ``finetune_from`` (14x14x80 for the default block 8, float16) and the frozen network's pooled 1280 features.
 2. **Head**: a linear softmax layer on the pooled features, class-balanced (weights 1/n per make, normalised;
    29 Maybach … 905 Chevrolet images), label smoothing, AdamW. Seconds per epoch.
 3. **Fine-tune** the upper blocks (``finetune_from`` … 15 and the 1280 head conv) with the head, from the cached
@@ -51,7 +51,7 @@ from carspot.classifier.registry import (
 )
 from carspot.classifier.runtime import RuntimeChoice
 
-__all__ = ["TrainConfig", "TrainResult", "finetune_schedule", "fit_temperature", "train"]
+__all__ = ["TrainConfig", "TrainResult", "fit_temperature", "train"]
 
 SplitKind = Literal["by-model", "by-image"]
 
@@ -68,12 +68,7 @@ class TrainConfig:
     finetune_from: int = 5
     batch_size: int = 64
     head_lr: float = 2e-3
-    finetune_lr: float = 6e-4
-    """The peak of the fine-tuning schedule. 6e-4, not 3e-4: in a 2-epoch proxy (blocks 11-15, 2 views) twice the
-    rate gave 43.8 / 69.6 % against 42.1 / 68.3 %, four times it diverged (0 % top-1)."""
-    finetune_warmup_epochs: float = 0.5
-    """Linear warm-up from 0 to ``finetune_lr`` before the cosine decay: Adam's first steps, with its moment
-    estimates still unsettled, are where a high rate diverges."""
+    finetune_lr: float = 3e-4
     label_smoothing: float = 0.1
     model_loss_weight: float = 0.0
     """Fine-tuning also trains an auxiliary car-model head (Stanford's 196 classes, when every sample has its
@@ -205,22 +200,6 @@ def _fit_head(
     return kernel, bias
 
 
-def finetune_schedule(cfg: TrainConfig, *, rows: int) -> Any:
-    """The fine-tuning learning rate per step over ``rows`` training rows: linear warm-up from 0 to
-    ``cfg.finetune_lr`` for ``cfg.finetune_warmup_epochs``, then cosine decay to 0 at the last step."""
-    import keras
-
-    steps_per_epoch = max(1, int(np.ceil(rows / cfg.batch_size)))
-    steps = steps_per_epoch * cfg.finetune_epochs
-    warmup = max(0, min(steps - 1, int(steps_per_epoch * cfg.finetune_warmup_epochs)))
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else cfg.finetune_lr,
-        steps - warmup,
-        warmup_target=cfg.finetune_lr if warmup else None,
-        warmup_steps=warmup,
-    )
-
-
 def _finetune(
     upper: Any,
     acts: np.ndarray,
@@ -254,7 +233,8 @@ def _finetune(
         loss_weights.append(cfg.model_loss_weight)
     model = keras.Model(inputs, outputs)
     dense.set_weights(list(head))
-    schedule = finetune_schedule(cfg, rows=len(acts))
+    steps = max(1, int(np.ceil(len(acts) / cfg.batch_size))) * cfg.finetune_epochs
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.finetune_lr, steps, warmup_target=None)
 
     def loss() -> Any:
         return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)

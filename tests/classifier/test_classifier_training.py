@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import replace
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -169,24 +167,3 @@ def test_the_auxiliary_car_model_loss_changes_what_fine_tuning_learns() -> None:
 
     assert np.allclose(make_head(0.0), make_head(0.0))
     assert not np.allclose(make_head(0.0), make_head(1.0))
-
-
-def test_fine_tuning_warms_up_to_its_peak_rate_then_decays_to_zero() -> None:
-    from carspot.classifier.training import TrainConfig, finetune_schedule
-
-    cfg = TrainConfig(finetune_epochs=4, batch_size=10, finetune_lr=1e-3, finetune_warmup_epochs=0.5)
-    schedule = finetune_schedule(cfg, rows=100)  # 10 steps per epoch, 40 steps, 5 of warm-up
-    rates = [float(schedule(step)) for step in range(40)]
-    assert rates[0] == 0.0
-    assert all(a < b for a, b in pairwise(rates[:6]))
-    assert max(rates) == pytest.approx(1e-3) == rates[5]
-    assert all(a >= b for a, b in pairwise(rates[5:]))
-    assert rates[-1] < 1e-5
-
-
-def test_without_warm_up_or_with_a_single_step_fine_tuning_starts_at_its_peak_rate() -> None:
-    from carspot.classifier.training import TrainConfig, finetune_schedule
-
-    cfg = TrainConfig(finetune_epochs=4, batch_size=10, finetune_lr=1e-3)
-    assert float(finetune_schedule(replace(cfg, finetune_warmup_epochs=0.0), rows=100)(0)) == pytest.approx(1e-3)
-    assert float(finetune_schedule(replace(cfg, finetune_epochs=1), rows=5)(0)) == pytest.approx(1e-3)
