@@ -5,7 +5,7 @@ The recipe, and why:
 1. **Cache** (the expensive part, done once per dataset/recipe and kept on disk): every image gives ``views``
    224x224 views — the plain resized photo plus social-media-like augmentations (`carspot.classifier.augment`).
    The frozen lower network runs once per view and we keep the activations at the input of block
-   ``finetune_from`` (14x14x80 for the default block 8, float16) and the frozen network's pooled 1280 features.
+   ``finetune_from`` (28x28x40 for the default block 5, float16) and the frozen network's pooled 1280 features.
 2. **Head**: a linear softmax layer on the pooled features, class-balanced (weights 1/n per make, normalised;
    29 Maybach … 905 Chevrolet images), label smoothing, AdamW. Seconds per epoch.
 3. **Fine-tune** the upper blocks (``finetune_from`` … 15 and the 1280 head conv) with the head, from the cached
