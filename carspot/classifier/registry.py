@@ -12,7 +12,8 @@ Layout of ``CARSPOT_MODEL_DIR``::
 batches is the worker's job, with the version recorded on every prediction.
 
 Champion/challenger: `promote` evaluates the current model and the candidate with the *same* callable on the
-same data and makes the candidate current only if it is not worse (top-5 first, then top-1), unless forced.
+same data and makes the candidate current only if it is better (top-5 first, then top-1) and, when asked, its
+car head is not worse (`carspot.classifier.car_check`), unless forced.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from carspot.classifier.car_check import CarCheckReport, car_check_regression
 from carspot.classifier.errors import ManifestError, ModelIntegrityError, ModelNotFoundError, PromotionRefused
 from carspot.classifier.evaluate import EvaluationReport
 
@@ -165,16 +167,24 @@ class PromotionResult:
     reason: str
     candidate_report: EvaluationReport
     champion_report: EvaluationReport | None
+    candidate_car_check: CarCheckReport | None = None
+    champion_car_check: CarCheckReport | None = None
 
     def table(self) -> str:
         """Champion and challenger side by side."""
-        keys = ("n", "top1", "top5", "macro_precision", "macro_recall", "macro_f1", "ece")
-        cand = self.candidate_report.summary()
-        champ = self.champion_report.summary() if self.champion_report else {}
+        keys: tuple[str, ...] = ("n", "top1", "top5", "macro_precision", "macro_recall", "macro_f1", "ece")
+        cand: dict[str, Any] = self.candidate_report.summary()
+        champ: dict[str, Any] = self.champion_report.summary() if self.champion_report else {}
+        if self.candidate_car_check is not None or self.champion_car_check is not None:
+            keys += ("car_recall", "false_car_rate")
+            cand = {**cand, **(self.candidate_car_check.summary() if self.candidate_car_check else {})}
+            champ = {**champ, **(self.champion_car_check.summary() if self.champion_car_check else {})}
+
+        def cell(value: float | None) -> str:
+            return f"{'-' if value is None else f'{value:.4f}':>34}"
+
         lines = [f"{'':<16}{'champion ' + (self.champion or '-'):>34}{'challenger ' + self.candidate:>34}"]
-        for k in keys:
-            c = champ.get(k)
-            lines.append(f"{k:<16}{'-' if c is None else f'{c:.4f}':>34}{cand[k]:>34.4f}")
+        lines += [f"{k:<16}{cell(champ.get(k))}{cell(cand.get(k))}" for k in keys]
         lines.append(
             ("PROMOTED" if self.promoted else "REFUSED") + (" (forced)" if self.forced else "") + ": " + self.reason
         )
@@ -193,11 +203,17 @@ def promote(
     *,
     force: bool = False,
     raise_on_refusal: bool = False,
+    car_check_fn: Callable[[str], CarCheckReport | None] | None = None,
+    car_check_tolerance: float = 0.01,
 ) -> PromotionResult:
     """Makes ``candidate`` current if it is strictly better than the current model on ``evaluate_fn``'s data.
 
     ``evaluate_fn(version)`` evaluates one version (the caller loads it and runs `evaluate` on the evaluation
     set), so both models see the same images through the same analysis. Top-5 decides, top-1 breaks ties.
+    With ``car_check_fn(version)`` (`carspot.classifier.car_check.measure_car_check` on the same images for
+    both; None for a model without a car head) a candidate whose car head is worse by more than
+    ``car_check_tolerance`` on either side, or missing where the champion has one, is refused however good its
+    brands are: the analysis modes rely on that head to find and refute cars.
     ``force`` promotes anyway and says so in ``promotions.log``. With ``raise_on_refusal`` a refusal raises
     `PromotionRefused` (carrying the result) instead of returning it.
     """
@@ -205,10 +221,22 @@ def promote(
     champion = current_version(model_dir)
     cand_report = evaluate_fn(candidate)
     champ_report = evaluate_fn(champion) if champion is not None and champion != candidate else None
+    cand_check = car_check_fn(candidate) if car_check_fn is not None and champion != candidate else None
+    compared = champion if champ_report is not None else None  # a champion other than the candidate
+    champ_check = car_check_fn(compared) if car_check_fn is not None and compared is not None else None
+    car_head_worse: list[str] = []
+    if champ_check is not None:
+        car_head_worse = (
+            ["it gives no car scores"]
+            if cand_check is None
+            else list(car_check_regression(cand_check, champ_check, tolerance=car_check_tolerance))
+        )
     if champion == candidate:
         promoted, reason = False, "the candidate is already current"
     elif champ_report is None:
         promoted, reason = True, "no current model"
+    elif car_head_worse:
+        promoted, reason = False, "its car head is worse than the champion's: " + "; ".join(car_head_worse)
     elif _beats(cand_report, champ_report):
         promoted, reason = (
             True,
@@ -230,7 +258,9 @@ def promote(
         promoted, forced, reason = True, True, "forced: " + reason
     if promoted:
         set_current(model_dir, candidate)
-    result = PromotionResult(candidate, champion, promoted, forced, reason, cand_report, champ_report)
+    result = PromotionResult(
+        candidate, champion, promoted, forced, reason, cand_report, champ_report, cand_check, champ_check
+    )
     entry = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "candidate": candidate,
@@ -240,6 +270,8 @@ def promote(
         "reason": reason,
         "candidate_metrics": cand_report.summary(),
         "champion_metrics": champ_report.summary() if champ_report else None,
+        "candidate_car_check": cand_check.summary() if cand_check else None,
+        "champion_car_check": champ_check.summary() if champ_check else None,
     }
     with (Path(model_dir) / "promotions.log").open("a") as log:
         log.write(json.dumps(entry) + "\n")

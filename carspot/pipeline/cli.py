@@ -307,11 +307,14 @@ def models_promote(
     data: Annotated[Path, typer.Option(help="Evaluation data: folder per make, or CSV path,make.")],
     force: Annotated[bool, typer.Option(help="Promote even if it does not beat the current model (logged).")] = False,
 ) -> None:
-    """Champion/challenger: the candidate becomes current only if it beats the current model on DATA."""
-    from carspot.classifier.data import load_samples
+    """Champion/challenger: the candidate becomes current only if it beats the current model on DATA and its car
+    head is not worse (DATA's photos found as cars; car-free images refuted)."""
+    from carspot.classifier.car_check import measure_car_check
+    from carspot.classifier.data import load_image, load_samples
     from carspot.classifier.evaluate import evaluate
     from carspot.classifier.registry import promote
     from carspot.classifier.serving import load_classifier
+    from carspot.pipeline.car_free import car_free_images
 
     settings = _settings()
     model_dir = settings.model_dir
@@ -321,7 +324,19 @@ def models_promote(
         analysis = _analysis_with(load_classifier(model_dir, version, runtime=settings.classifier_runtime))
         return evaluate(samples, _predictor(analysis), progress=True)
 
-    result = promote(model_dir, candidate, evaluate_version, force=force)
+    def car_check(version: str) -> Any:
+        classifier = load_classifier(model_dir, version, runtime=settings.classifier_runtime)
+        if not hasattr(classifier, "predict_regions"):
+            return None
+        return measure_car_check(
+            classifier.predict_regions,
+            car_photos=(load_image(s.path) for s in samples),
+            car_free=(image for _name, image in car_free_images(scenes_dir=settings.shared_dir / "data" / "scenes")),
+            accept_threshold=settings.whole_image_car_threshold,
+            refute_threshold=settings.detector_box_car_threshold,
+        )
+
+    result = promote(model_dir, candidate, evaluate_version, force=force, car_check_fn=car_check)
     typer.echo(result.table())
     if not result.promoted:
         raise typer.Exit(1)

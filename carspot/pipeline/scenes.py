@@ -55,6 +55,7 @@ __all__ = [
     "buckets_for",
     "make_scenes",
     "negative_views",
+    "render_negative_view",
     "validation_cars",
 ]
 
@@ -217,7 +218,7 @@ def make_scenes(
     neg_rows: list[list[str]] = []
     for view in negative_views(backgrounds, seed=seed, per_scene=negatives_per_scene):
         rel = f"negatives/{view.name}.jpg"
-        _save_jpeg(_render_view(view), out_dir / rel, np.random.default_rng([seed, 3, len(neg_rows)]))
+        _save_jpeg(render_negative_view(view), out_dir / rel, np.random.default_rng([seed, 3, len(neg_rows)]))
         neg_rows.append([rel])
     _write_csv(negatives_csv, ("path",), neg_rows)
 
@@ -300,7 +301,8 @@ def _random_crop(rng: np.random.Generator, sw: int, sh: int, aspect: float, area
     return (x, y, x + w, y + h)
 
 
-def _render_view(view: NegativeView) -> Image.Image:
+def render_negative_view(view: NegativeView) -> Image.Image:
+    """The negative's pixels (RGB): the scene cropped to its box, mirrored if asked."""
     image = _load_rgb(view.scene).crop(view.box)
     return ImageOps.mirror(image) if view.flip else image
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from carspot.classifier.car_check import CarCheckReport
 from carspot.classifier.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefused
 from carspot.classifier.evaluate import EvaluationReport, report_from_predictions
 from carspot.classifier.registry import (
@@ -83,6 +84,41 @@ def test_promote_accepts_a_better_model_and_force_is_logged(model_dir: Path) -> 
     log = [json.loads(line) for line in (model_dir / "promotions.log").read_text().splitlines()]
     assert [e["forced"] for e in log] == [False, True]
     assert log[-1]["champion"] == "v3-better" and log[-1]["candidate_metrics"]["top5"] == 0.75
+
+
+def car_check(recall: float, false_rate: float) -> CarCheckReport:
+    return CarCheckReport(
+        car_photos=100,
+        cars_accepted=round(recall * 100),
+        car_free=50,
+        car_free_passed=round(false_rate * 50),
+        accept_threshold=0.05,
+        refute_threshold=0.005,
+    )
+
+
+def test_promote_refuses_better_brands_when_the_car_head_got_worse(model_dir: Path) -> None:
+    # what 20261130T134043Z did: 2 points better in brands, but its car head refuted a third of car-free images
+    checks = {"v1": car_check(0.97, 0.02), "v3-better": car_check(0.99, 0.66)}
+    result = promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__)
+    assert not result.promoted and current_version(model_dir) == "v1"
+    assert result.reason == ("its car head is worse than the champion's: car-free images not refuted 0.6600 vs 0.0200")
+    table = result.table()
+    assert "false_car_rate" in table and "0.6600" in table and "REFUSED" in table
+    log = json.loads((model_dir / "promotions.log").read_text().splitlines()[-1])
+    assert log["candidate_car_check"]["false_car_rate"] == 0.66 and log["champion_car_check"]["car_recall"] == 0.97
+
+
+def test_promote_accepts_better_brands_with_a_car_head_as_good_within_a_point(model_dir: Path) -> None:
+    checks = {"v1": car_check(0.97, 0.02), "v3-better": car_check(0.96, 0.02)}
+    assert promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__).promoted
+
+
+def test_promote_refuses_a_challenger_without_the_car_scores_the_champion_gives(model_dir: Path) -> None:
+    checks = {"v1": car_check(0.97, 0.02), "v3-better": None}
+    result = promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__)
+    assert not result.promoted and result.reason.endswith("it gives no car scores")
+    assert "-" in result.table().splitlines()[-2]  # the challenger's car rows are empty
 
 
 def test_first_promotion_needs_no_champion(tmp_path: Path) -> None:

@@ -1,0 +1,49 @@
+"""`carspot models promote`: champion and challenger side by side, brands and car head, on the same images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from carspot.classifier.registry import current_version, set_current
+
+CARSPOT = str(Path(sys.executable).with_name("carspot"))
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_an_identical_challenger_is_refused_with_both_car_heads_measured(shared_dir: Path, tmp_path: Path) -> None:
+    released = current_version(MODELS)
+    assert released is not None
+    model_dir = tmp_path / "models"
+    shutil.copytree(MODELS / "versions" / released, model_dir / "versions" / released)
+    twin = model_dir / "versions" / "twin"
+    shutil.copytree(model_dir / "versions" / released, twin)
+    manifest = json.loads((twin / "manifest.json").read_text())
+    (twin / "manifest.json").write_text(json.dumps({**manifest, "version": "twin"}))
+    set_current(model_dir, released)
+    stanford = shared_dir / "data" / "stanford-cars"
+    data = tmp_path / "photos.csv"
+    data.write_text("path,make\n" + "".join(f"{stanford / p},{m}\n" for p, m in [("images/00001.jpg", "Audi")] * 2))
+    env = {**os.environ, "CARSPOT_MODEL_DIR": str(model_dir), "CARSPOT_SHARED_DIR": str(shared_dir)}
+
+    done = subprocess.run(
+        [CARSPOT, "models", "promote", "twin", "--data", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 1, done.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
+    assert rows["car_recall"][0] == rows["car_recall"][1] == "1.0000"  # the Audi photo, twice
+    assert rows["false_car_rate"][0] == rows["false_car_rate"][1]
+    assert "REFUSED: not better than the champion" in done.stdout  # a tie keeps the champion
+    assert current_version(model_dir) == released
+    log = json.loads((model_dir / "promotions.log").read_text().splitlines()[-1])
+    assert log["candidate_car_check"]["car_free"] == 38 and log["candidate_car_check"] == log["champion_car_check"]
