@@ -12,6 +12,7 @@ from carspot.classifier.car_check import CarCheckReport, car_check_regression, m
 from carspot.classifier.data import load_image, load_samples
 from carspot.classifier.serving import load_classifier
 from carspot.pipeline.car_free import car_free_images
+from tests.classifier.car_checks import check_report
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -42,17 +43,6 @@ def test_counts_each_side_against_its_own_threshold_in_bounded_batches() -> None
     assert result.car_recall == 0.6 and result.false_car_rate == 0.5
     assert head.batches == [2, 2, 1, 2, 2]
     assert result.summary()["false_car_rate"] == 0.5
-
-
-def check_report(recall: float, false_rate: float) -> CarCheckReport:
-    return CarCheckReport(
-        car_photos=1000,
-        cars_accepted=round(recall * 1000),
-        car_free=100,
-        car_free_passed=round(false_rate * 100),
-        accept_threshold=0.05,
-        refute_threshold=0.005,
-    )
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from carspot.classifier.car_check import CarCheckReport
 from carspot.classifier.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefused
 from carspot.classifier.evaluate import EvaluationReport, report_from_predictions
 from carspot.classifier.registry import (
@@ -21,6 +20,7 @@ from carspot.classifier.registry import (
     version_dir,
     write_manifest,
 )
+from tests.classifier.car_checks import check_report
 
 
 def _version(model_dir: Path, name: str) -> None:
@@ -86,20 +86,9 @@ def test_promote_accepts_a_better_model_and_force_is_logged(model_dir: Path) -> 
     assert log[-1]["champion"] == "v3-better" and log[-1]["candidate_metrics"]["top5"] == 0.75
 
 
-def car_check(recall: float, false_rate: float) -> CarCheckReport:
-    return CarCheckReport(
-        car_photos=100,
-        cars_accepted=round(recall * 100),
-        car_free=50,
-        car_free_passed=round(false_rate * 50),
-        accept_threshold=0.05,
-        refute_threshold=0.005,
-    )
-
-
 def test_promote_refuses_better_brands_when_the_car_head_got_worse(model_dir: Path) -> None:
     # what 20261130T134043Z did: 2 points better in brands, but its car head refuted a third of car-free images
-    checks = {"v1": car_check(0.97, 0.02), "v3-better": car_check(0.99, 0.66)}
+    checks = {"v1": check_report(0.97, 0.02), "v3-better": check_report(0.99, 0.66)}
     result = promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__)
     assert not result.promoted and current_version(model_dir) == "v1"
     assert result.reason == ("its car head is worse than the champion's: car-free images not refuted 0.6600 vs 0.0200")
@@ -110,12 +99,12 @@ def test_promote_refuses_better_brands_when_the_car_head_got_worse(model_dir: Pa
 
 
 def test_promote_accepts_better_brands_with_a_car_head_as_good_within_a_point(model_dir: Path) -> None:
-    checks = {"v1": car_check(0.97, 0.02), "v3-better": car_check(0.96, 0.02)}
+    checks = {"v1": check_report(0.97, 0.02), "v3-better": check_report(0.96, 0.02)}
     assert promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__).promoted
 
 
 def test_promote_refuses_a_challenger_without_the_car_scores_the_champion_gives(model_dir: Path) -> None:
-    checks = {"v1": car_check(0.97, 0.02), "v3-better": None}
+    checks = {"v1": check_report(0.97, 0.02), "v3-better": None}
     result = promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__)
     assert not result.promoted and result.reason.endswith("it gives no car scores")
     assert "-" in result.table().splitlines()[-2]  # the challenger's car rows are empty
