@@ -10,7 +10,8 @@ The recipe, and why:
    29 Maybach … 905 Chevrolet images), label smoothing, AdamW. Seconds per epoch.
 3. **Fine-tune** the upper blocks (``finetune_from`` … 15 and the 1280 head conv) with the head, from the cached
    activations, BatchNorm statistics frozen, a small learning rate: a real fine-tune at a fraction of the cost
-   of running the whole network.
+   of running the whole network. Optionally (``imagenet_distill_weight``) the ImageNet head's outputs are kept
+   near the original network's, so the car head that reads them keeps working.
 4. **Calibrate**: one temperature for the softmax, fitted on the validation split's plain views (NLL).
 5. **Export** backbone + head + temperature as one float32 TFLite file, write the version's manifest, and
    evaluate that file through the serving code on the validation split; then int8 exports (LiteRT and ONNX,
@@ -51,7 +52,7 @@ from carspot.classifier.registry import (
 )
 from carspot.classifier.runtime import RuntimeChoice
 
-__all__ = ["TrainConfig", "TrainResult", "fit_temperature", "train"]
+__all__ = ["TrainConfig", "TrainResult", "finetune_schedule", "fit_temperature", "train"]
 
 SplitKind = Literal["by-model", "by-image"]
 
@@ -69,11 +70,22 @@ class TrainConfig:
     batch_size: int = 64
     head_lr: float = 2e-3
     finetune_lr: float = 3e-4
+    finetune_warmup_epochs: float = 0.0
+    """Linear warm-up from 0 to ``finetune_lr`` before the cosine decay (off in the released recipe). Adam's first
+    steps, with its moment estimates unsettled, are where a high rate diverges: 6e-4 after half an epoch of it
+    trained well (see models/README); 1.2e-3 without it diverged in the proxy."""
     label_smoothing: float = 0.1
     model_loss_weight: float = 0.0
     """Fine-tuning also trains an auxiliary car-model head (Stanford's 196 classes, when every sample has its
     model) with this weight on its loss; the head is dropped after training. Off: measured with 0.5 on the
     by-model split, the make head reached 49.8 % top-1 / 73.8 % top-5 against 52.2 / 74.2 % without it."""
+    imagenet_distill_weight: float = 0.0
+    """Learning without Forgetting (Li & Hoiem, 2016): fine-tuning also pulls the ImageNet head's softmax (at
+    ``imagenet_distill_temperature``) on the fine-tuned features towards the original network's on the same
+    view (the cache's pooled features), with this weight. The car head is that ImageNet head on the brand
+    model's features (`carspot.classifier.car_head`), so this keeps it working when fine-tuning moves the
+    backbone further (at twice the rate it failed: see models/README). Off in the released recipe."""
+    imagenet_distill_temperature: float = 2.0
     quantize: bool = True
     """Also export int8 (post-training, calibrated on training views): the LiteRT file is released in int8 and
     the int8 ONNX file (ONNX Runtime, the CPU default) is shipped, each when its validation top-5 is within
@@ -200,6 +212,22 @@ def _fit_head(
     return kernel, bias
 
 
+def finetune_schedule(cfg: TrainConfig, *, rows: int) -> Any:
+    """The fine-tuning learning rate per step over ``rows`` training rows: linear warm-up from 0 to
+    ``cfg.finetune_lr`` for ``cfg.finetune_warmup_epochs``, then cosine decay to 0 at the last step."""
+    import keras
+
+    steps_per_epoch = max(1, int(np.ceil(rows / cfg.batch_size)))
+    steps = steps_per_epoch * cfg.finetune_epochs
+    warmup = max(0, min(steps - 1, int(steps_per_epoch * cfg.finetune_warmup_epochs)))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else cfg.finetune_lr,
+        steps - warmup,
+        warmup_target=cfg.finetune_lr if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
 def _finetune(
     upper: Any,
     acts: np.ndarray,
@@ -211,11 +239,13 @@ def _finetune(
     log_dir: Path | None,
     verbose: int,
     car_models: np.ndarray | None = None,
+    teacher_features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Trains the upper blocks (BatchNorm frozen) and the head together on cached activations, in place.
 
     ``car_models`` (one index per row) adds the auxiliary car-model head, its loss weighted by
-    ``cfg.model_loss_weight``."""
+    ``cfg.model_loss_weight``. ``teacher_features`` (the original network's pooled features, one row per
+    activation row) add the ImageNet distillation term when ``cfg.imagenet_distill_weight`` is above 0."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed + 1)
@@ -225,23 +255,35 @@ def _finetune(
     h = keras.layers.Dropout(0.3)(upper.output)
     dense = keras.layers.Dense(n_classes, name="make_logits")
     logits = dense(h)
+
+    def cross_entropy() -> Any:
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
+
     outputs, targets, loss_weights = [logits], [keras.utils.to_categorical(y, n_classes)], [1.0]
+    losses = [cross_entropy()]
     if car_models is not None:
         n_models = int(car_models.max()) + 1
         outputs.append(keras.layers.Dense(n_models, name="car_model_logits")(h))
         targets.append(keras.utils.to_categorical(car_models, n_models))
         loss_weights.append(cfg.model_loss_weight)
+        losses.append(cross_entropy())
+    if teacher_features is not None and cfg.imagenet_distill_weight > 0:
+        from carspot.classifier.car_head import imagenet_head
+
+        fc, temperature = imagenet_head(), cfg.imagenet_distill_temperature
+        imagenet = keras.layers.Dense(fc.weight.shape[0], trainable=False, name="imagenet_logits")
+        scaled = keras.layers.Rescaling(1.0 / temperature)(imagenet(upper.output))
+        outputs.append(keras.layers.Softmax(name="imagenet_probs")(scaled))
+        imagenet.set_weights([fc.weight.T, fc.bias])
+        targets.append(_softmax((teacher_features.astype(np.float32) @ fc.weight.T + fc.bias) / temperature))
+        loss_weights.append(cfg.imagenet_distill_weight * temperature**2)  # Hinton's T^2: gradients keep scale
+        losses.append(keras.losses.KLDivergence())
     model = keras.Model(inputs, outputs)
     dense.set_weights(list(head))
-    steps = max(1, int(np.ceil(len(acts) / cfg.batch_size))) * cfg.finetune_epochs
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.finetune_lr, steps, warmup_target=None)
-
-    def loss() -> Any:
-        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
-
+    schedule = finetune_schedule(cfg, rows=len(acts))
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss=[loss() for _ in outputs],
+        loss=losses,
         loss_weights=loss_weights,
     )
     weights = _class_weights(y, n_classes)[y]
@@ -413,6 +455,7 @@ def train(
             log_dir=logs / f"finetune-{primary.kind}",
             verbose=verbose,
             car_models=car_models,
+            teacher_features=feats[tr].reshape(-1, feats.shape[-1]) if cfg.imagenet_distill_weight > 0 else None,
         )
         del train_acts
         for layer in upper.layers:
