@@ -44,8 +44,7 @@ SCIKIT_IMAGE_SAMPLES: Final = (
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.bool_:
-        image = image.astype(np.uint8) * 255
+    """Grey and RGBA samples as RGB."""
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     return np.ascontiguousarray(image[..., :3], dtype=np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Mapping
@@ -320,12 +321,15 @@ def models_promote(
     model_dir = settings.model_dir
     samples = load_samples(data)
 
+    @functools.cache
+    def classifier_of(version: str) -> Any:
+        return load_classifier(model_dir, version, runtime=settings.classifier_runtime)
+
     def evaluate_version(version: str) -> Any:
-        analysis = _analysis_with(load_classifier(model_dir, version, runtime=settings.classifier_runtime))
-        return evaluate(samples, _predictor(analysis), progress=True)
+        return evaluate(samples, _predictor(_analysis_with(classifier_of(version))), progress=True)
 
     def car_check(version: str) -> Any:
-        classifier = load_classifier(model_dir, version, runtime=settings.classifier_runtime)
+        classifier = classifier_of(version)
         if not hasattr(classifier, "predict_regions"):
             return None
         return measure_car_check(
