@@ -41,5 +41,13 @@ def test_the_release_was_made_by_the_default_recipe() -> None:
     version = current_version(MODELS)
     assert version is not None
     manifest = read_manifest(MODELS, version)
-    assert manifest["training"]["recipe"] == asdict(TrainConfig())
+    recipe, defaults = manifest["training"]["recipe"], asdict(TrainConfig())
+    assert {key: defaults[key] for key in recipe} == recipe
+    # options added after the release, each off by default: the release was trained without them
+    assert set(defaults) - set(recipe) == {
+        "finetune_warmup_epochs",
+        "imagenet_distill_weight",
+        "imagenet_distill_temperature",
+    }
+    assert defaults["finetune_warmup_epochs"] == 0.0 and defaults["imagenet_distill_weight"] == 0.0
     assert manifest["precision"] == "int8" and manifest["training"]["split"] == "by-model"
