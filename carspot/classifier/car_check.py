@@ -2,10 +2,11 @@
 
 Promotion compared brand accuracy on car photos only, so a challenger whose car head had drifted passed it:
 20261130T134043Z (fine-tuned at twice the rate) was 2.3 points better in top-1, yet its car head let a
-detector's box on the astronaut through and rated car photos lower. This report is the second half of the gate
-(`carspot.classifier.registry.promote`): on the evaluation's car photos, the share the car head accepts as a
-car region (P(car) >= the whole-image threshold); on car-free images, the share it would *not* refute
-(P(car) >= the detector box threshold, the lowest threshold the analysis applies).
+detector's box on the astronaut through and left 25 of the 38 car-free images unrefuted (the champion: 1).
+This report is the second half of the gate (`carspot.classifier.registry.promote`): on the evaluation's car
+photos, the share the car head accepts as a car region (P(car) >= the whole-image threshold); on car-free
+images, the share it would *not* refute (P(car) >= the detector box threshold, the lowest threshold the
+analysis applies).
 """
 
 from __future__ import annotations
