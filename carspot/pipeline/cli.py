@@ -307,6 +307,10 @@ def models_promote(
     candidate: Annotated[str, typer.Argument(help="The version to make current.")],
     data: Annotated[Path, typer.Option(help="Evaluation data: folder per make, or CSV path,make.")],
     force: Annotated[bool, typer.Option(help="Promote even if it does not beat the current model (logged).")] = False,
+    car_free: Annotated[
+        Path | None,
+        typer.Option(help="A folder of your own car-free images, checked besides the built-in 38 car-free images."),
+    ] = None,
 ) -> None:
     """Champion/challenger: the candidate becomes current only if it beats the current model on DATA and its car
     head is not worse (DATA's photos found as cars; car-free images refuted)."""
@@ -315,11 +319,12 @@ def models_promote(
     from carspot.classifier.evaluate import evaluate
     from carspot.classifier.registry import promote
     from carspot.classifier.serving import load_classifier
-    from carspot.pipeline.car_free import car_free_images
+    from carspot.pipeline.car_free import car_free_images, images_under
 
     settings = _settings()
     model_dir = settings.model_dir
     samples = load_samples(data)
+    extra = images_under(car_free) if car_free else []
 
     @functools.cache
     def classifier_of(version: str) -> Any:
@@ -335,7 +340,10 @@ def models_promote(
         return measure_car_check(
             classifier.predict_regions,
             car_photos=(load_image(s.path) for s in samples),
-            car_free=(image for _name, image in car_free_images(scenes_dir=settings.shared_dir / "data" / "scenes")),
+            car_free=(
+                image
+                for _name, image in car_free_images(scenes_dir=settings.shared_dir / "data" / "scenes", extra=extra)
+            ),
             accept_threshold=settings.whole_image_car_threshold,
             refute_threshold=settings.detector_box_car_threshold,
         )
@@ -491,7 +499,15 @@ def report_weekly(
 
 
 def main() -> None:
-    app()
+    """The ``carspot`` command. A model or dataset problem (a missing file, an unreadable image, a version that
+    does not exist) is the user's to fix, so it is one line on stderr and exit status 2, not a traceback."""
+    from carspot.classifier.errors import ClassifierError
+
+    try:
+        app()
+    except ClassifierError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ CARSPOT = str(Path(sys.executable).with_name("carspot"))
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-def test_an_identical_challenger_is_refused_with_both_car_heads_measured(shared_dir: Path, tmp_path: Path) -> None:
+def _registry_with_a_twin(tmp_path: Path) -> tuple[Path, str]:
+    """A model folder holding the released version, current, and an identical copy of it named ``twin``."""
     released = current_version(MODELS)
     assert released is not None
     model_dir = tmp_path / "models"
@@ -25,18 +26,29 @@ def test_an_identical_challenger_is_refused_with_both_car_heads_measured(shared_
     manifest = json.loads((twin / "manifest.json").read_text())
     (twin / "manifest.json").write_text(json.dumps({**manifest, "version": "twin"}))
     set_current(model_dir, released)
+    return model_dir, released
+
+
+def _promote(*args: str, model_dir: Path, shared_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CARSPOT_MODEL_DIR": str(model_dir), "CARSPOT_SHARED_DIR": str(shared_dir)}
+    return subprocess.run(
+        [CARSPOT, "models", "promote", *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd
+    )
+
+
+def test_an_identical_challenger_is_refused_with_both_car_heads_measured(shared_dir: Path, tmp_path: Path) -> None:
+    model_dir, released = _registry_with_a_twin(tmp_path)
     stanford = shared_dir / "data" / "stanford-cars"
     data = tmp_path / "photos.csv"
     data.write_text("path,make\n" + "".join(f"{stanford / p},{m}\n" for p, m in [("images/00001.jpg", "Audi")] * 2))
-    env = {**os.environ, "CARSPOT_MODEL_DIR": str(model_dir), "CARSPOT_SHARED_DIR": str(shared_dir)}
+    own = tmp_path / "our-feed-without-cars"  # the user's own car-free images, in a subfolder too
+    (own / "week-2").mkdir(parents=True)
+    (own / "kite.jpg").write_bytes((shared_dir / "data" / "scenes" / "kite.jpg").read_bytes())
+    (own / "week-2" / "horses.jpg").write_bytes((shared_dir / "data" / "scenes" / "horses.jpg").read_bytes())
+    (own / "notes.txt").write_text("not an image, skipped")
 
-    done = subprocess.run(
-        [CARSPOT, "models", "promote", "twin", "--data", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
+    done = _promote(
+        "twin", "--data", str(data), "--car-free", str(own), model_dir=model_dir, shared_dir=shared_dir, cwd=tmp_path
     )
 
     assert done.returncode == 1, done.stderr[-2000:]
@@ -46,4 +58,26 @@ def test_an_identical_challenger_is_refused_with_both_car_heads_measured(shared_
     assert "REFUSED: not better than the champion" in done.stdout  # a tie keeps the champion
     assert current_version(model_dir) == released
     log = json.loads((model_dir / "promotions.log").read_text().splitlines()[-1])
-    assert log["candidate_car_check"]["car_free"] == 38 and log["candidate_car_check"] == log["champion_car_check"]
+    assert log["candidate_car_check"]["car_free"] == 38 + 2  # the built-in ones and the user's
+    assert log["candidate_car_check"] == log["champion_car_check"]
+
+
+def test_an_unreadable_car_free_image_is_reported_before_any_version_is_measured(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    model_dir, released = _registry_with_a_twin(tmp_path)
+    data = tmp_path / "photos.csv"
+    data.write_text(f"path,make\n{shared_dir / 'data' / 'stanford-cars' / 'images' / '00001.jpg'},Audi\n")
+    own = tmp_path / "car-free"
+    own.mkdir()
+    (own / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+
+    done = _promote(
+        "twin", "--data", str(data), "--car-free", str(own), model_dir=model_dir, shared_dir=shared_dir, cwd=tmp_path
+    )
+
+    assert done.returncode == 2
+    assert f"error: {own / 'broken.jpg'}: cannot read the image" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (model_dir / "promotions.log").exists()  # refused before anything was measured or logged
+    assert current_version(model_dir) == released
