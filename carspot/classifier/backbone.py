@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from carspot.classifier.augment import INPUT_SIZE
 from carspot.classifier.errors import ManifestError, ModelIntegrityError, ModelNotFoundError
 from carspot.classifier.pth_reader import read_legacy_state_dict
 
@@ -104,8 +105,9 @@ def build_backbone(model_dir: Path | str) -> BackboneInfo:
     return BackboneInfo(out, weights, manifest)
 
 
-def load_backbone(model_dir: Path | str, *, build_if_missing: bool = True) -> Any:
-    """The Keras ImageNet model (``include_top=True``) from ``<model_dir>/backbone``, sha256-checked."""
+def load_backbone(model_dir: Path | str, *, build_if_missing: bool = True, input_size: int = INPUT_SIZE) -> Any:
+    """The Keras ImageNet model (``include_top=True``) from ``<model_dir>/backbone``, sha256-checked, for
+    ``input_size`` x ``input_size`` pixels (the weights fit any size; training fixes one)."""
     from carspot.classifier import keras_model
 
     out = Path(model_dir) / BACKBONE_DIR
@@ -122,6 +124,6 @@ def load_backbone(model_dir: Path | str, *, build_if_missing: bool = True) -> An
         raise ManifestError(f"{manifest_path}: {exc}") from exc
     if _sha256(weights) != expected:
         raise ModelIntegrityError(f"{weights}: sha256 differs from its manifest")
-    model = keras_model.build_efficientnet_lite0(include_top=True)
+    model = keras_model.build_efficientnet_lite0(include_top=True, input_size=input_size)
     model.load_weights(weights)
     return model

@@ -176,7 +176,7 @@ def split_at_block(full: keras.Model, block: int) -> tuple[keras.Model, keras.Mo
     by copy. The lower part is what feature caching runs once; the upper part is what fine-tuning trains."""
     cut = full.get_layer(f"block{block}_expand_conv").input
     lower = keras.Model(full.input, cut, name="lower")
-    upper = build_efficientnet_lite0(include_top=False, first_block=block)
+    upper = build_efficientnet_lite0(include_top=False, first_block=block, input_size=full.input_shape[1])
     for layer in upper.layers:
         if layer.weights:
             layer.set_weights(full.get_layer(layer.name).get_weights())

@@ -1,7 +1,8 @@
 """Serving: the released classifier behind one interface, on ONNX Runtime or LiteRT (CPU) or TensorFlow (GPU).
 
-The model takes raw RGB pixels (224x224, float) and returns temperature-calibrated softmax probabilities over
-the makes; resizing is done here with the same function training used (`carspot.classifier.augment.to_input`).
+The model takes raw RGB pixels (float, at its manifest's input size: 224x224 unless trained otherwise) and returns
+temperature-calibrated softmax probabilities over the makes; resizing is done here with the same function training
+used (`carspot.classifier.augment.to_input`).
 The runtime (`carspot.classifier.runtime`) runs the network: on CPU, ONNX Runtime when the version ships its int8
 ONNX file (the fastest, measured), else LiteRT with XNNPACK; TensorFlow when it sees a GPU and the version ships
 its Keras weights (``CARSPOT_CLASSIFIER_RUNTIME``). A lock makes every method safe to call from several threads
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from carspot.classifier.augment import to_input
+from carspot.classifier.augment import INPUT_SIZE, to_input
 from carspot.classifier.errors import (
     InvalidCropError,
     ManifestError,
@@ -53,7 +54,7 @@ log = logging.getLogger("carspot.classifier.serving")
 class BrandClassifier:
     """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
 
-    def __init__(self, *, runtime: Runtime, version: str, labels: Sequence[str]) -> None:
+    def __init__(self, *, runtime: Runtime, version: str, labels: Sequence[str], input_size: int = INPUT_SIZE) -> None:
         self._runtime = runtime
         self._car_head: Any = None
         self._regions_unavailable = runtime.features_unavailable
@@ -69,6 +70,8 @@ class BrandClassifier:
         self._lock = threading.Lock()
         self.version: str = version
         self.labels: tuple[str, ...] = tuple(labels)
+        self.input_size: int = input_size
+        """The side every crop is resized to: the one the version was trained at (its manifest's input size)."""
         self.runtime: str = f"{runtime.name} ({runtime.device})"
         self.load_seconds: float = 0.0
         """Set by `load_classifier`: reading, verifying and preparing the model."""
@@ -96,7 +99,7 @@ class BrandClassifier:
         with self._lock:
             for start in range(0, len(crops), step):
                 chunk = crops[start : start + step]
-                batch = np.stack([to_input(c) for c in chunk]).astype(np.float32)
+                batch = np.stack([to_input(c, size=self.input_size) for c in chunk]).astype(np.float32)
                 result = self._runtime.run(batch, pooled=features)
                 out[start : start + len(chunk)] = result.probabilities
                 if feats is not None:
@@ -220,11 +223,21 @@ def load_classifier(
         assert entry is not None
         path = folder / entry["file"]
         engine = _cpu_runtime(chosen, read_verified(path, entry["sha256"]), path=path, threads=threads, batch=max_batch)
-    classifier = BrandClassifier(runtime=engine, version=version, labels=manifest["labels"])
+    classifier = BrandClassifier(
+        runtime=engine, version=version, labels=manifest["labels"], input_size=_input_size(manifest, folder)
+    )
     classifier.load_seconds = time.perf_counter() - started
     classifier.model_path = path
     log.info("brand model %s on %s, loaded in %.2f s", version, classifier.runtime, classifier.load_seconds)
     return classifier
+
+
+def _input_size(manifest: dict[str, Any], folder: Path) -> int:
+    """The manifest's input side (224 for versions written before training could choose it)."""
+    size = manifest.get("input", {}).get("size", INPUT_SIZE)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 32 or size % 32:
+        raise ManifestError(f"{folder}: input size must be a positive multiple of 32, got {size!r}")
+    return size
 
 
 def _cpu_runtime(name: str, model: bytes, *, path: Path, threads: int | None, batch: int) -> Runtime:

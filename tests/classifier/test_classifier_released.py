@@ -48,6 +48,8 @@ def test_the_release_was_made_by_the_default_recipe() -> None:
         "finetune_warmup_epochs",
         "imagenet_distill_weight",
         "imagenet_distill_temperature",
+        "input_size",
     }
     assert defaults["finetune_warmup_epochs"] == 0.0 and defaults["imagenet_distill_weight"] == 0.0
+    assert defaults["input_size"] == manifest["input"]["size"] == 224
     assert manifest["precision"] == "int8" and manifest["training"]["split"] == "by-model"

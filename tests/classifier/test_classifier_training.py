@@ -6,6 +6,8 @@ shared Stanford Cars data, a by-image split (each has a single model, so by-mode
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,12 +18,13 @@ import numpy as np
 import pytest
 
 from carspot.classifier.data import load_samples
-from carspot.classifier.errors import InvalidCropError, ModelIntegrityError
+from carspot.classifier.errors import InvalidCropError, ManifestError, ModelIntegrityError
 from carspot.classifier.registry import read_manifest, version_dir
 
 # Keras calls np.array(tensor) the numpy-1 way; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")
 MAKES = ("AM General", "smart", "Tesla")
+SIZE = 192  # not the default 224: the input size must reach the exports, the manifest and serving
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> tuple
     samples = [s for s in load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv") if s.make in MAKES]
     subset = [s for m in MAKES for s in [x for x in samples if x.make == m][:36]]
     model_dir = tmp_path_factory.mktemp("models")
-    config = TrainConfig(views=2, head_epochs=15, finetune_epochs=1, val_fraction=0.25)
+    config = TrainConfig(views=2, head_epochs=15, finetune_epochs=1, val_fraction=0.25, input_size=SIZE)
     result = train(
         subset,
         model_dir=model_dir,
@@ -117,6 +120,48 @@ def test_serving_predicts_calibrated_top_k_for_crops_of_any_size(trained: tuple[
     np.testing.assert_allclose(classifier.probabilities(crops[:1]), probs[:1], atol=1e-5)
     with pytest.raises(InvalidCropError):
         classifier.predict([np.zeros((4, 4), dtype=np.uint8)])
+
+
+def test_serving_resizes_each_crop_to_the_size_the_version_was_trained_at(trained: tuple[Path, object]) -> None:
+    from carspot.classifier import keras_model
+    from carspot.classifier.augment import to_input
+    from carspot.classifier.serving import load_classifier
+
+    model_dir, _ = trained
+    manifest = read_manifest(model_dir, "tiny")
+    assert manifest["input"]["size"] == SIZE
+    assert load_classifier(model_dir, "tiny").input_size == SIZE  # the int8 CPU file
+    served = load_classifier(model_dir, "tiny", runtime="tensorflow")  # the float weights: comparable exactly
+    network = keras_model.build_serving_model(
+        weights=version_dir(model_dir, "tiny") / manifest["tensorflow_weights"]["file"],
+        classes=len(MAKES),
+        temperature=manifest["temperature"],
+    )
+    crop = np.random.default_rng(1).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+
+    def log_probabilities(probabilities: np.ndarray) -> np.ndarray:  # noise saturates: compare the tails
+        return np.log(np.maximum(probabilities, 1e-30))
+
+    def network_at(size: int) -> np.ndarray:
+        return log_probabilities(np.asarray(network(to_input(crop, size=size)[None].astype(np.float32))[0])[0])
+
+    served_log = log_probabilities(served.probabilities([crop])[0])
+    np.testing.assert_allclose(served_log, network_at(SIZE), atol=1e-3)
+    assert np.abs(served_log - network_at(224)).max() > 0.1  # the size is not a no-op
+
+
+def test_a_manifest_with_an_impossible_input_size_is_refused_at_load(
+    trained: tuple[Path, object], tmp_path: Path
+) -> None:
+    from carspot.classifier.serving import load_classifier
+
+    model_dir, _ = trained
+    copy = tmp_path / "models"
+    shutil.copytree(version_dir(model_dir, "tiny"), version_dir(copy, "tiny"))
+    manifest = read_manifest(copy, "tiny")
+    (version_dir(copy, "tiny") / "manifest.json").write_text(json.dumps({**manifest, "input": {"size": 200}}))
+    with pytest.raises(ManifestError, match="input size must be a positive multiple of 32, got 200"):
+        load_classifier(copy, "tiny")
 
 
 def test_serving_does_not_import_tensorflow(trained: tuple[Path, object]) -> None:
