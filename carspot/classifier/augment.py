@@ -17,9 +17,17 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-__all__ = ["INPUT_SIZE", "augment", "to_input"]
+__all__ = ["INPUT_SIZE", "augment", "checked_input_size", "to_input"]
 
 INPUT_SIZE: Final = 224
+
+
+def checked_input_size(size: object) -> int:
+    """``size`` if it is a network input side: a positive multiple of 32, the network's total stride, so every
+    feature map cell covers whole pixels. Raises ``ValueError`` otherwise (training's option, a manifest's field)."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 32 or size % 32:
+        raise ValueError(f"input size must be a positive multiple of 32, got {size!r}")
+    return size
 
 
 def to_input(image: np.ndarray, *, size: int = INPUT_SIZE) -> np.ndarray:

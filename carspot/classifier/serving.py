@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from carspot.classifier.augment import INPUT_SIZE, to_input
+from carspot.classifier.augment import INPUT_SIZE, checked_input_size, to_input
 from carspot.classifier.errors import (
     InvalidCropError,
     ManifestError,
@@ -234,10 +234,10 @@ def load_classifier(
 
 def _input_size(manifest: dict[str, Any], folder: Path) -> int:
     """The manifest's input side (224 for versions written before training could choose it)."""
-    size = manifest.get("input", {}).get("size", INPUT_SIZE)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 32 or size % 32:
-        raise ManifestError(f"{folder}: input size must be a positive multiple of 32, got {size!r}")
-    return size
+    try:
+        return checked_input_size(manifest.get("input", {}).get("size", INPUT_SIZE))
+    except ValueError as exc:
+        raise ManifestError(f"{folder}: {exc}") from exc
 
 
 def _cpu_runtime(name: str, model: bytes, *, path: Path, threads: int | None, batch: int) -> Runtime:

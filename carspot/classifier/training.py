@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from carspot.classifier.augment import INPUT_SIZE, augment, to_input
+from carspot.classifier.augment import INPUT_SIZE, augment, checked_input_size, to_input
 from carspot.classifier.data import Sample, dataset_sha256, load_image, load_samples, split_by_image, split_by_model
 from carspot.classifier.errors import DatasetError
 from carspot.classifier.evaluate import EvaluationReport, evaluate, report_from_predictions
@@ -410,9 +410,7 @@ def train(
     data_hash = dataset_sha256(samples)
 
     t0 = time.perf_counter()
-    if cfg.input_size < 32 or cfg.input_size % 32:
-        raise ValueError(f"input_size must be a positive multiple of 32, got {cfg.input_size}")
-    full = load_backbone(model_dir, input_size=cfg.input_size)
+    full = load_backbone(model_dir, input_size=checked_input_size(cfg.input_size))
     lower, upper = keras_model.split_at_block(full, cfg.finetune_from)
     backbone_manifest = json.loads((model_dir / "backbone" / "manifest.json").read_text())
     keyed = [data_hash, cfg.views, cfg.seed, cfg.finetune_from, backbone_manifest["weights"]["sha256"]]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.classifier.augment import augment, to_input
+from carspot.classifier.augment import augment, checked_input_size, to_input
 
 
 @pytest.mark.parametrize("shape", [(100, 60), (224, 224), (240, 320), (360, 480), (448, 448), (1080, 1920)])
@@ -49,3 +49,15 @@ def test_augmented_views_have_the_input_shape_and_differ() -> None:
     rng = np.random.default_rng(2)
     first, second = augment(image, rng), augment(image, rng)
     assert first.shape == second.shape == (224, 224, 3) and not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("size", [32, 192, 224, 320])
+def test_an_input_side_is_a_positive_multiple_of_32(size: int) -> None:
+    assert checked_input_size(size) == size
+    assert to_input(np.zeros((100, 150, 3), np.uint8), size=size).shape == (size, size, 3)
+
+
+@pytest.mark.parametrize("size", [0, 16, 200, -64, 224.0, "224", True, None])
+def test_any_other_input_side_is_refused(size: object) -> None:
+    with pytest.raises(ValueError, match="input size must be a positive multiple of 32"):
+        checked_input_size(size)
