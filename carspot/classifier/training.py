@@ -93,11 +93,11 @@ class TrainConfig:
     input_size: int = INPUT_SIZE
     """The network's input side in pixels (a multiple of 32; the ImageNet weights were trained at 224). The
     version's manifest records it and serving resizes every crop to it. In the 2-epoch proxy (blocks 11-15, 2
-    views) 320 px reached 47.6 / 72.4 % on the by-model photos against 42.8 / 68.3 % at 224: makes of unseen
-    models are told by badges and grilles, a few pixels wide at 224. It costs about 2x per crop (fine-tuning
-    1.85x in the proxy) and the serving rate with it; the released recipe has not been trained at it yet (see
-    models/README). The released model at a larger side without retraining gained nothing (288: 56.7 / 77.8 %
-    against 56.3 / 77.5 %)."""
+    views) 320 px reached 47.6 / 72.4 % on the by-model photos against 42.8 / 68.3 % at 224 (256: 44.3 / 69.7,
+    288: 45.9 / 72.4): badges and grilles, which tell the make of an unseen model, are a few pixels wide at 224.
+    But it costs about 2x per crop, in training (fine-tuning 1.85x) and in serving (2.0-2.1x, bench/classifier),
+    and 224 px trained twice as long in the same proxy reached 47.1 / 71.0 %: so far a side is worth about what
+    the same hours spent on epochs are, and the released recipe stays at 224 (see models/README)."""
     quantize: bool = True
     """Also export int8 (post-training, calibrated on training views): the LiteRT file is released in int8 and
     the int8 ONNX file (ONNX Runtime, the CPU default) is shipped, each when its validation top-5 is within
