@@ -1,10 +1,11 @@
 """Brand classifier benchmark: crops/s at batch 1 and 32, model load time and peak RSS, on this machine's CPU.
 
 Loads the registry's current version (or ``--version``) from ``--model-dir`` (default: the repository's
-``models/``) through the serving code, so the figures include resizing each crop to 224x224. Crops are random
-real-looking sizes cut from the shared Stanford Cars photos. Two ways to use the cores are measured: one
-process whose runtime uses ``--threads`` threads, and ``--processes`` single-threaded processes at once (one
-worker per core, how ops scale CarSpot), whose rates are summed. ``auto`` serves the ONNX file on CPU;
+``models/``) through the serving code, so the figures include resizing each crop to the version's input side
+(its manifest's ``input.size``). Crops are random real-looking sizes cut from the shared Stanford Cars photos.
+Two ways to use the cores are measured: one process whose runtime uses ``--threads`` threads, and
+``--processes`` single-threaded processes at once (one worker per core, how ops scale CarSpot), whose rates are
+summed. ``auto`` serves the ONNX file on CPU;
 ``--runtime litert`` measures the LiteRT file, ``--runtime tensorflow`` the GPU runtime (on a machine without a
 GPU, TensorFlow's CPU device). Asserts nothing.
 
@@ -115,6 +116,7 @@ def main() -> None:
     results = {
         "version": classifier.version,
         "runtime": classifier.runtime,
+        "input_size": classifier.input_size,
         "model_bytes": classifier.model_path.stat().st_size,
         "threads": args.threads,
         "load_seconds_cold": round(cold_load, 3),
