@@ -103,7 +103,12 @@ def export_onnx(serving: Any, path: Path, *, calibration: Sequence[np.ndarray]) 
 
 def add_onnx(model_dir: Path | str, version: str, *, calibration: Sequence[np.ndarray]) -> dict[str, Any]:
     """Exports the version's Keras weights to `ONNX_FILE` beside them and records it in the manifest (returned
-    entry). Training calls it; it also gives an already released version its ONNX file without retraining."""
+    entry). Training calls it; it also gives an already released version its ONNX file without retraining.
+
+    ``calibration`` must be at the version's input side (`carspot.classifier.training.calibration_inputs` with
+    ``size=`` the manifest's): the exported graph takes any side, so photos at another one would calibrate the
+    int8 ranges for inputs the version never serves, silently."""
+    from carspot.classifier.augment import INPUT_SIZE, checked_input_size
     from carspot.classifier.keras_model import build_serving_model
 
     manifest = read_manifest(model_dir, version)
@@ -111,6 +116,12 @@ def add_onnx(model_dir: Path | str, version: str, *, calibration: Sequence[np.nd
     weights = manifest.get(TENSORFLOW_WEIGHTS)
     if not weights:
         raise ValueError(f"{folder}: this version has no Keras weights to export")
+    side = checked_input_size(manifest.get("input", {}).get("size", INPUT_SIZE))
+    shapes = sorted({tuple(x.shape) for x in calibration} - {(1, side, side, 3)})
+    if shapes:
+        raise ValueError(
+            f"{folder}: calibration inputs must be 1 x {side} x {side} x 3, the version's side; got {shapes}"
+        )
     serving = build_serving_model(
         weights=folder / weights["file"], classes=len(manifest["labels"]), temperature=float(manifest["temperature"])
     )

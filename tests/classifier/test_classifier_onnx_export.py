@@ -46,7 +46,8 @@ def test_the_committed_onnx_file_is_what_add_onnx_makes_from_the_keras_weights(
     recipe = read_manifest(copy, version)["training"]["recipe"]
     samples = load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv")
     split = split_by_model(samples, val_fraction=recipe["val_fraction"], seed=recipe["seed"])
-    entry = add_onnx(copy, version, calibration=calibration_inputs(samples, split.train))
+    side = read_manifest(copy, version)["input"]["size"]
+    entry = add_onnx(copy, version, calibration=calibration_inputs(samples, split.train, size=side))
     committed = read_manifest(MODELS, version)["onnx"]
     assert entry["calibration_images"] == committed["calibration_images"]
     assert read_manifest(copy, version, verify=True)["onnx"] == entry
@@ -73,6 +74,19 @@ def test_a_version_without_keras_weights_cannot_be_exported(tmp_path: Path) -> N
     path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="no Keras weights"):
         add_onnx(copy, version, calibration=[np.zeros((1, 224, 224, 3), np.float32)])
+
+
+def test_calibration_at_another_side_than_the_versions_is_refused(tmp_path: Path) -> None:
+    """The graph would take it and quantize for inputs the version never serves."""
+    from carspot.classifier.onnx_export import add_onnx
+
+    copy, version = _release_copy(tmp_path)
+    side = read_manifest(copy, version)["input"]["size"]
+    with pytest.raises(ValueError, match=f"1 x {side} x {side} x 3"):
+        add_onnx(copy, version, calibration=[np.zeros((1, side + 32, side + 32, 3), np.float32)])
+    onnx_file = Path("versions") / version / "classifier.onnx"
+    assert (copy / onnx_file).read_bytes() == (MODELS / onnx_file).read_bytes()  # nothing half-written
+    assert read_manifest(copy, version, verify=True)["onnx"] == read_manifest(MODELS, version)["onnx"]
 
 
 def test_int8_export_needs_calibration_images(tmp_path: Path) -> None:
