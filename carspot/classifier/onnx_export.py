@@ -108,15 +108,15 @@ def add_onnx(model_dir: Path | str, version: str, *, calibration: Sequence[np.nd
     ``calibration`` must be at the version's input side (`carspot.classifier.training.calibration_inputs` with
     ``size=`` the manifest's): the exported graph takes any side, so photos at another one would calibrate the
     int8 ranges for inputs the version never serves, silently."""
-    from carspot.classifier.augment import INPUT_SIZE, checked_input_size
     from carspot.classifier.keras_model import build_serving_model
+    from carspot.classifier.serving import manifest_input_size
 
     manifest = read_manifest(model_dir, version)
     folder = version_dir(model_dir, version)
     weights = manifest.get(TENSORFLOW_WEIGHTS)
     if not weights:
         raise ValueError(f"{folder}: this version has no Keras weights to export")
-    side = checked_input_size(manifest.get("input", {}).get("size", INPUT_SIZE))
+    side = manifest_input_size(manifest, folder)
     shapes = sorted({tuple(x.shape) for x in calibration} - {(1, side, side, 3)})
     if shapes:
         raise ValueError(

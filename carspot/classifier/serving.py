@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from carspot.classifier.litert_runtime import LiteRTRuntime
     from carspot.classifier.onnx_runtime import OnnxRuntime
 
-__all__ = ["BrandClassifier", "load_classifier", "merge_top_k"]
+__all__ = ["BrandClassifier", "load_classifier", "manifest_input_size", "merge_top_k"]
 
 log = logging.getLogger("carspot.classifier.serving")
 
@@ -224,7 +224,7 @@ def load_classifier(
         path = folder / entry["file"]
         engine = _cpu_runtime(chosen, read_verified(path, entry["sha256"]), path=path, threads=threads, batch=max_batch)
     classifier = BrandClassifier(
-        runtime=engine, version=version, labels=manifest["labels"], input_size=_input_size(manifest, folder)
+        runtime=engine, version=version, labels=manifest["labels"], input_size=manifest_input_size(manifest, folder)
     )
     classifier.load_seconds = time.perf_counter() - started
     classifier.model_path = path
@@ -232,8 +232,9 @@ def load_classifier(
     return classifier
 
 
-def _input_size(manifest: dict[str, Any], folder: Path) -> int:
-    """The manifest's input side (224 for versions written before training could choose it)."""
+def manifest_input_size(manifest: dict[str, Any], folder: Path) -> int:
+    """The manifest's input side (224 for versions written before training could choose it); an impossible one
+    is a `ManifestError` naming the version's folder."""
     try:
         return checked_input_size(manifest.get("input", {}).get("size", INPUT_SIZE))
     except ValueError as exc:
