@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,10 +33,12 @@ from carspot.classifier.pth_reader import read_legacy_state_dict
 
 __all__ = [
     "CAR_CLASSES",
+    "CAR_MEDIAN_TARGET",
     "LOGIT_SCALE",
     "FeatureOutputs",
     "ImageNetHead",
     "car_probability",
+    "fit_logit_scale",
     "imagenet_head",
     "with_feature_outputs",
 ]
@@ -110,14 +113,45 @@ temperature, fitted on half of those crops by log-loss; 4-6 are equally good) gi
 accuracy 0.92 at 0.5 (84 % of cars, 0 % of background above 0.5) with the ranking unchanged."""
 
 
-def car_probability(features: npt.NDArray[np.float32], head: ImageNetHead) -> npt.NDArray[np.float32]:
-    """Pooled features (``n x 1280``) -> the ImageNet softmax (temperature `LOGIT_SCALE`) summed over
-    `CAR_CLASSES`, one value per row."""
-    logits = (features.astype(np.float32) @ head.weight.T + head.bias) * LOGIT_SCALE
+CAR_MEDIAN_TARGET: Final = 0.6
+"""What `fit_logit_scale` aims the median P(car) of a version's training photos (the int8 calibration photos) at.
+The release at 224 px gives them 0.65 at `LOGIT_SCALE`, where the analysis' thresholds (0.005 box, 0.05 whole
+image) were set, so it keeps 4. A version trained at 256 px gives them 0.43 at 4 and lets 3 of the 38 car-free
+images through the box threshold (the release: 1); the target picks 5 for it: 0.64, and 1 of 38."""
+
+
+def car_probability(
+    features: npt.NDArray[np.float32], head: ImageNetHead, *, scale: float = LOGIT_SCALE
+) -> npt.NDArray[np.float32]:
+    """Pooled features (``n x 1280``) -> the ImageNet softmax (its logits times ``scale``, the version's; see
+    `fit_logit_scale`) summed over `CAR_CLASSES`, one value per row."""
+    logits = (features.astype(np.float32) @ head.weight.T + head.bias) * scale
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     total = exp.sum(axis=1)
     return np.clip(exp[:, head.car_rows].sum(axis=1) / total, 0.0, 1.0).astype(np.float32)
+
+
+def fit_logit_scale(
+    car_features: npt.NDArray[np.float32],
+    head: ImageNetHead,
+    *,
+    target_median: float = CAR_MEDIAN_TARGET,
+    scales: Sequence[float] = tuple(np.arange(LOGIT_SCALE, 10.01, 0.5)),
+) -> float:
+    """The smallest of ``scales`` at which the median P(car) of a version's car photos (their pooled features)
+    reaches ``target_median``; the largest if none does.
+
+    Fine-tuning, and a larger input side, shrink the ImageNet logits on a version's features, so at a fixed scale
+    its car photos score lower and car-free images higher than the thresholds were set for. A sharper softmax
+    moves both back together. Fitted on car photos only, so car-free images (`carspot.classifier.car_check`) stay
+    a held-out check. Never below `LOGIT_SCALE`: versions that already reach the target keep the designed scale."""
+    if len(car_features) == 0:
+        raise ValueError("fit_logit_scale needs car photos")
+    for scale in scales:
+        if float(np.median(car_probability(car_features, head, scale=scale))) >= target_median:
+            return float(scale)
+    return float(scales[-1])
 
 
 @dataclass(frozen=True)

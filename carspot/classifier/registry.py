@@ -32,6 +32,7 @@ from carspot.classifier.errors import ManifestError, ModelIntegrityError, ModelN
 from carspot.classifier.evaluate import EvaluationReport
 
 __all__ = [
+    "CAR_HEAD",
     "CURRENT_FILE",
     "MANIFEST_FILE",
     "MODEL_FILE",
@@ -61,6 +62,8 @@ ONNX_FILE: Final = "classifier.onnx"
 """The int8 ONNX file (ONNX Runtime, the CPU default since 2026-11-30); the manifest's ``onnx`` names it."""
 TENSORFLOW_WEIGHTS: Final = "tensorflow_weights"
 ONNX_MODEL: Final = "onnx"
+CAR_HEAD: Final = "car_head"
+"""Manifest key of the car head's fitted scale (`carspot.classifier.car_scale`): ``{"logit_scale", ...}``."""
 SERVED_FILES: Final = (TENSORFLOW_WEIGHTS, ONNX_MODEL)
 """Manifest keys of the files a version may ship beside ``model_file``: ``{"file", "sha256", "size_bytes",
 "precision", ...}`` each; versions released before one existed have none and serve on what they have."""

@@ -17,6 +17,7 @@ can be read; ``hasattr(classifier, "predict_regions")`` tells.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from carspot.classifier.errors import (
     ModelNotFoundError,
 )
 from carspot.classifier.registry import (
+    CAR_HEAD,
     ONNX_MODEL,
     TENSORFLOW_WEIGHTS,
     current_version,
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from carspot.classifier.litert_runtime import LiteRTRuntime
     from carspot.classifier.onnx_runtime import OnnxRuntime
 
-__all__ = ["BrandClassifier", "load_classifier", "manifest_input_size", "merge_top_k"]
+__all__ = ["BrandClassifier", "load_classifier", "manifest_car_logit_scale", "manifest_input_size", "merge_top_k"]
 
 log = logging.getLogger("carspot.classifier.serving")
 
@@ -54,9 +56,21 @@ log = logging.getLogger("carspot.classifier.serving")
 class BrandClassifier:
     """``predict(crops, top_k=5)`` -> for each crop, the ``top_k`` (make, probability) pairs, best first."""
 
-    def __init__(self, *, runtime: Runtime, version: str, labels: Sequence[str], input_size: int = INPUT_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        version: str,
+        labels: Sequence[str],
+        input_size: int = INPUT_SIZE,
+        car_logit_scale: float | None = None,
+    ) -> None:
+        from carspot.classifier.car_head import LOGIT_SCALE
+
         self._runtime = runtime
         self._car_head: Any = None
+        self.car_logit_scale: float = LOGIT_SCALE if car_logit_scale is None else car_logit_scale
+        """The car head's scale: the version's (`carspot.classifier.car_head.fit_logit_scale`), else the design's."""
         self._regions_unavailable = runtime.features_unavailable
         if runtime.has_pooled:
             try:
@@ -107,6 +121,14 @@ class BrandClassifier:
                     feats[start : start + len(chunk)] = result.pooled
         return out, feats
 
+    def pooled_features(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The backbone's pooled features, one 1280-d row per crop (what the car head reads)."""
+        if not self._runtime.has_pooled:
+            raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
+        features = self._run(crops, features=True)[1]
+        assert features is not None
+        return features
+
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """The calibrated probabilities, one row per crop (``len(crops) x len(labels)``)."""
         return self._run(crops, features=False)[0]
@@ -135,7 +157,7 @@ class BrandClassifier:
             return [], np.zeros(0, dtype=np.float32)
         probs, feats = self._run(crops, features=True)
         assert feats is not None
-        return self._top_k(probs, top_k), car_probability(feats, self._car_head)
+        return self._top_k(probs, top_k), car_probability(feats, self._car_head, scale=self.car_logit_scale)
 
     @property
     def region_car_scores(self) -> Callable[..., np.ndarray]:
@@ -163,7 +185,8 @@ class BrandClassifier:
         assert feature_map is not None
         feature_map = feature_map[0]
         height, width = image.shape[:2]
-        return car_probability(box_means(feature_map, boxes, image_size=(width, height)), self._car_head)
+        means = box_means(feature_map, boxes, image_size=(width, height))
+        return car_probability(means, self._car_head, scale=self.car_logit_scale)
 
     def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """RGB uint8 crops of any size -> per crop, the ``top_k`` makes with calibrated scores, best first."""
@@ -224,7 +247,11 @@ def load_classifier(
         path = folder / entry["file"]
         engine = _cpu_runtime(chosen, read_verified(path, entry["sha256"]), path=path, threads=threads, batch=max_batch)
     classifier = BrandClassifier(
-        runtime=engine, version=version, labels=manifest["labels"], input_size=manifest_input_size(manifest, folder)
+        runtime=engine,
+        version=version,
+        labels=manifest["labels"],
+        input_size=manifest_input_size(manifest, folder),
+        car_logit_scale=manifest_car_logit_scale(manifest, folder),
     )
     classifier.load_seconds = time.perf_counter() - started
     classifier.model_path = path
@@ -239,6 +266,17 @@ def manifest_input_size(manifest: dict[str, Any], folder: Path) -> int:
         return checked_input_size(manifest.get("input", {}).get("size", INPUT_SIZE))
     except ValueError as exc:
         raise ManifestError(f"{folder}: {exc}") from exc
+
+
+def manifest_car_logit_scale(manifest: dict[str, Any], folder: Path) -> float | None:
+    """The version's fitted car head scale (``car_head.logit_scale``), None for versions fitted before there was
+    one (they serve at the designed scale); anything but a positive finite number is a `ManifestError`."""
+    if CAR_HEAD not in manifest:
+        return None
+    scale = manifest[CAR_HEAD].get("logit_scale") if isinstance(manifest[CAR_HEAD], dict) else None
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0:
+        raise ManifestError(f"{folder}: car_head.logit_scale must be a positive number, got {scale!r}")
+    return float(scale)
 
 
 def _cpu_runtime(name: str, model: bytes, *, path: Path, threads: int | None, batch: int) -> Runtime:

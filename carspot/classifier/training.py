@@ -42,6 +42,7 @@ from carspot.classifier.data import Sample, dataset_sha256, load_image, load_sam
 from carspot.classifier.errors import DatasetError
 from carspot.classifier.evaluate import EvaluationReport, evaluate, report_from_predictions
 from carspot.classifier.registry import (
+    CAR_HEAD,
     MODEL_FILE,
     ONNX_FILE,
     ONNX_MODEL,
@@ -346,16 +347,18 @@ def _report(logits: np.ndarray, y: np.ndarray, labels: Sequence[str], t: float =
     return report_from_predictions([labels[i] for i in y], _topk(_softmax(logits / t), labels))
 
 
+def calibration_photos(samples: Sequence[Sample], train_indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """Every k-th training photo (about 256), as loaded: the int8 exports' calibration and the car head's fit."""
+    step = max(1, len(train_indices) // 256)
+    return [load_image(samples[i].path) for i in list(train_indices)[::step]]
+
+
 def calibration_inputs(
     samples: Sequence[Sample], train_indices: Sequence[int] | np.ndarray, *, size: int = INPUT_SIZE
 ) -> list[np.ndarray]:
-    """The int8 exports' calibration: every k-th training photo (about 256), plain (no augmentation), as
-    ``1 x size x size x 3`` raw pixels (the model's input size). Also re-exports a released version from the same
-    photos."""
-    step = max(1, len(train_indices) // 256)
-    return [
-        to_input(load_image(samples[i].path), size=size).astype(np.float32)[None] for i in list(train_indices)[::step]
-    ]
+    """The int8 exports' calibration: `calibration_photos`, plain (no augmentation), as ``1 x size x size x 3``
+    raw pixels (the model's input size). Also re-exports a released version from the same photos."""
+    return [to_input(photo, size=size).astype(np.float32)[None] for photo in calibration_photos(samples, train_indices)]
 
 
 def train(
@@ -383,6 +386,7 @@ def train(
 
     from carspot.classifier import keras_model
     from carspot.classifier.backbone import load_backbone
+    from carspot.classifier.car_scale import fit_car_head
     from carspot.classifier.onnx_export import add_onnx
     from carspot.classifier.serving import load_classifier
 
@@ -573,6 +577,7 @@ def train(
         else:  # CPU workers serve the LiteRT file
             (out / ONNX_FILE).unlink()
             del manifest[ONNX_MODEL]
+    manifest[CAR_HEAD] = fit_car_head(model_dir, version, car_photos=calibration_photos(samples, tr))
     final.save_confusion_png(out / "confusion.png")
     metrics[f"{primary.kind}/released"] = final.summary()
     (out / "validation.json").write_text(final.to_json() + "\n")

@@ -92,6 +92,8 @@ def test_the_onnx_file_ships_only_when_it_keeps_the_float_models_top5(trained: t
 
 
 def test_the_version_has_a_complete_manifest(trained: tuple[Path, object]) -> None:
+    from carspot.classifier.serving import load_classifier
+
     model_dir, _ = trained
     manifest = read_manifest(model_dir, "tiny", verify=True)
     assert manifest["labels"] == sorted(MAKES)
@@ -99,6 +101,10 @@ def test_the_version_has_a_complete_manifest(trained: tuple[Path, object]) -> No
     assert len(manifest["training_data_sha256"]) == 64
     assert manifest["metrics"]["by-image/released"]["n"] == 27
     assert 0.01 < manifest["temperature"] < 20  # the fit searches 0.05..20 and refines by ±10 %
+    car_head = manifest["car_head"]  # fitted on the training photos (all 81 here: fewer than 256)
+    assert car_head["photos"] == manifest["training"]["train_images"] == 81
+    assert 4.0 <= car_head["logit_scale"] <= 10.0
+    assert load_classifier(model_dir, "tiny").car_logit_scale == car_head["logit_scale"]
     assert (version_dir(model_dir, "tiny") / "confusion.png").is_file()
     assert any((model_dir / ".logs" / "tiny").rglob("events.out.tfevents.*"))
 

@@ -1,0 +1,106 @@
+"""Each version's car head scale: fitted on its own training photos, recorded in its manifest, served by it.
+
+Fine-tuning and a larger input side shrink the ImageNet logits on a version's features; at the designed scale its
+car photos then score low and car-free images high against the analysis' fixed thresholds. The fitted scale puts
+the car photos back where the thresholds were set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carspot.classifier.car_head import (
+    CAR_MEDIAN_TARGET,
+    LOGIT_SCALE,
+    car_probability,
+    fit_logit_scale,
+    imagenet_head,
+)
+from carspot.classifier.car_scale import fit_car_head
+from carspot.classifier.data import load_samples, split_by_model
+from carspot.classifier.errors import ManifestError
+from carspot.classifier.registry import current_version, read_manifest
+from carspot.classifier.serving import BrandClassifier, load_classifier
+from carspot.classifier.training import calibration_photos
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@pytest.fixture(scope="module")
+def photos(shared_dir: Path) -> list[np.ndarray]:
+    """The release's training photos its int8 files were calibrated on (the photos training fits the scale on)."""
+    samples = load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv")
+    return calibration_photos(samples, split_by_model(samples).train)
+
+
+@pytest.fixture(scope="module")
+def released() -> BrandClassifier:
+    return load_classifier(MODELS)
+
+
+@pytest.fixture(scope="module")
+def features(released: BrandClassifier, photos: list[np.ndarray]) -> np.ndarray:
+    return released.pooled_features(photos)
+
+
+def _release_copy(tmp_path: Path) -> tuple[Path, str]:
+    version = current_version(MODELS)
+    assert version is not None
+    shutil.copytree(MODELS / "versions" / version, tmp_path / "versions" / version)
+    (tmp_path / "CURRENT").write_text(version + "\n")
+    return tmp_path, version
+
+
+def test_the_release_keeps_the_designed_scale(features: np.ndarray) -> None:
+    head = imagenet_head()
+    assert fit_logit_scale(features, head) == LOGIT_SCALE
+    assert float(np.median(car_probability(features, head))) >= CAR_MEDIAN_TARGET
+
+
+def test_shrunken_logits_get_a_sharper_scale_that_restores_the_car_photos(features: np.ndarray) -> None:
+    """What fine-tuning at 256 px did to a version's features (median P(car) 0.65 -> 0.43 at the designed scale)."""
+    head = imagenet_head()
+    shrunk = features * 0.6 + features.mean(axis=0) * 0.4  # pulled towards their mean: flatter ImageNet logits
+    assert float(np.median(car_probability(shrunk, head))) < CAR_MEDIAN_TARGET
+    scale = fit_logit_scale(shrunk, head)
+    assert scale > LOGIT_SCALE
+    assert float(np.median(car_probability(shrunk, head, scale=scale))) >= CAR_MEDIAN_TARGET
+    assert float(np.median(car_probability(shrunk, head, scale=scale - 0.5))) < CAR_MEDIAN_TARGET  # the smallest
+
+
+def test_a_scale_needs_car_photos() -> None:
+    with pytest.raises(ValueError, match="car photos"):
+        fit_logit_scale(np.zeros((0, 1280), np.float32), imagenet_head())
+
+
+def test_fitting_records_the_scale_and_serving_uses_it(
+    tmp_path: Path, photos: list[np.ndarray], released: BrandClassifier
+) -> None:
+    copy, version = _release_copy(tmp_path)
+
+    entry = fit_car_head(copy, version, car_photos=photos[:64])
+
+    assert entry["logit_scale"] == LOGIT_SCALE and entry["photos"] == 64
+    assert read_manifest(copy, version, verify=True)["car_head"] == entry  # the served files untouched
+    path = copy / "versions" / version / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "car_head": {**entry, "logit_scale": 8.0}}))
+    sharper = load_classifier(copy, version)
+    assert sharper.car_logit_scale == 8.0 and released.car_logit_scale == LOGIT_SCALE  # no entry: designed
+    crops = photos[:4]
+    _, served = sharper.predict_regions(crops)
+    expected = car_probability(released.pooled_features(crops), imagenet_head(), scale=8.0)
+    np.testing.assert_allclose(served, expected, rtol=1e-5)
+    assert not np.allclose(served, released.predict_regions(crops)[1])
+
+
+@pytest.mark.parametrize("scale", [0, -4.0, "4", None, True, float("nan")])
+def test_an_impossible_scale_in_a_manifest_is_refused_at_load(tmp_path: Path, scale: object) -> None:
+    copy, version = _release_copy(tmp_path)
+    path = copy / "versions" / version / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "car_head": {"logit_scale": scale}}))
+    with pytest.raises(ManifestError, match=r"car_head\.logit_scale"):
+        load_classifier(copy, version)
