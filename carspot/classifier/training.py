@@ -91,16 +91,15 @@ class TrainConfig:
     longer refuted (motorcycles and the astronaut at 0.99): distilled on car photos only, the head learns that
     everything looks like a car. It needs car-free views in the distillation too."""
     imagenet_distill_temperature: float = 2.0
-    input_size: int = INPUT_SIZE
+    input_size: int = 256
     """The network's input side in pixels (a multiple of 32; the ImageNet weights were trained at 224). The
-    version's manifest records it and serving resizes every crop to it. In the 2-epoch proxy (blocks 11-15, 2
-    views) 320 px reached 47.6 / 72.4 % on the by-model photos against 42.8 / 68.3 % at 224 (256: 44.3 / 69.7,
-    288: 45.9 / 72.4): badges and grilles, which tell the make of an unseen model, are a few pixels wide at 224.
-    But it costs about 2x per crop, in training (fine-tuning 1.85x) and in serving (2.0-2.1x, bench/classifier),
-    and 224 px trained twice as long in the same proxy reached 47.1 / 71.0 %. The full recipe at 256 px reached
-    58.2 / 78.1 % (int8 ONNX) against the release's 55.3 / 77.7 %, but the car head, read at the analysis' fixed
-    thresholds, kept 3 of the 38 car-free images against 1, so `promote` refused it: the released recipe stays at
-    224 until the car head is calibrated per side (see models/README)."""
+    version's manifest records it and serving resizes every crop to it. 256, the release's: the full recipe at
+    256 px reached 58.2 / 78.1 % on the by-model photos (int8 ONNX) against 55.3 / 77.7 % at 224, for 1.3x the
+    cost per crop. In the 2-epoch proxy (blocks 11-15, 2 views) 320 px reached 47.6 / 72.4 % against 42.8 / 68.3 %
+    at 224 (256: 44.3 / 69.7, 288: 45.9 / 72.4): badges and grilles, which tell the make of an unseen model, are a
+    few pixels wide at 224. A larger side flattens the ImageNet logits the car head reads, so each version's car
+    head gets its own scale (`carspot.classifier.car_scale`); at 256 px without it, `promote` refused the version
+    (3 of 38 car-free images kept against 1). See models/README."""
     quantize: bool = True
     """Also export int8 (post-training, calibrated on training views): the LiteRT file is released in int8 and
     the int8 ONNX file (ONNX Runtime, the CPU default) is shipped, each when its validation top-5 is within

@@ -55,14 +55,20 @@ def _release_copy(tmp_path: Path) -> tuple[Path, str]:
     return tmp_path, version
 
 
-def test_the_release_keeps_the_designed_scale(features: np.ndarray) -> None:
+def test_the_released_scale_is_what_fitting_its_training_photos_gives(features: np.ndarray) -> None:
     head = imagenet_head()
-    assert fit_logit_scale(features, head) == LOGIT_SCALE
-    assert float(np.median(car_probability(features, head))) >= CAR_MEDIAN_TARGET
+    scale = read_manifest(MODELS, current_version(MODELS) or "")["car_head"]["logit_scale"]
+    assert fit_logit_scale(features, head) == scale > LOGIT_SCALE  # 256 px flattened its logits
+    assert float(np.median(car_probability(features, head, scale=scale))) >= CAR_MEDIAN_TARGET
+    assert float(np.median(car_probability(features, head, scale=scale - 0.5))) < CAR_MEDIAN_TARGET  # the smallest
+
+
+def test_features_that_already_reach_the_target_keep_the_designed_scale(features: np.ndarray) -> None:
+    assert fit_logit_scale(features * 1.5, imagenet_head()) == LOGIT_SCALE
 
 
 def test_shrunken_logits_get_a_sharper_scale_that_restores_the_car_photos(features: np.ndarray) -> None:
-    """What fine-tuning at 256 px did to a version's features (median P(car) 0.65 -> 0.43 at the designed scale)."""
+    """What fine-tuning does to a version's features: flatter ImageNet logits, a lower median P(car)."""
     head = imagenet_head()
     shrunk = features * 0.6 + features.mean(axis=0) * 0.4  # pulled towards their mean: flatter ImageNet logits
     assert float(np.median(car_probability(shrunk, head))) < CAR_MEDIAN_TARGET
@@ -81,15 +87,18 @@ def test_fitting_records_the_scale_and_serving_uses_it(
     tmp_path: Path, photos: list[np.ndarray], released: BrandClassifier
 ) -> None:
     copy, version = _release_copy(tmp_path)
+    path = copy / "versions" / version / "manifest.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "car_head"}))
+    assert load_classifier(copy, version).car_logit_scale == LOGIT_SCALE  # a version from before: the designed
 
     entry = fit_car_head(copy, version, car_photos=photos[:64])
 
-    assert entry["logit_scale"] == LOGIT_SCALE and entry["photos"] == 64
+    assert entry["logit_scale"] == fit_logit_scale(released.pooled_features(photos[:64]), imagenet_head())
+    assert entry["photos"] == 64
     assert read_manifest(copy, version, verify=True)["car_head"] == entry  # the served files untouched
-    path = copy / "versions" / version / "manifest.json"
+    assert load_classifier(copy, version).car_logit_scale == entry["logit_scale"]
     path.write_text(json.dumps({**json.loads(path.read_text()), "car_head": {**entry, "logit_scale": 8.0}}))
     sharper = load_classifier(copy, version)
-    assert sharper.car_logit_scale == 8.0 and released.car_logit_scale == LOGIT_SCALE  # no entry: designed
     crops = photos[:4]
     _, served = sharper.predict_regions(crops)
     expected = car_probability(released.pooled_features(crops), imagenet_head(), scale=8.0)
