@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from carspot.classifier import training
 from carspot.classifier.training import TrainConfig
+from carspot.pipeline import logs
 from carspot.pipeline.cli import app
 
 
@@ -20,6 +21,8 @@ from carspot.pipeline.cli import app
 def asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
     """Every call the command makes to training, with its arguments; each returns a finished version."""
     monkeypatch.setenv("CARSPOT_MODEL_DIR", str(tmp_path / "models"))
+    # the command configures the process' logging; in-process that would outlive this test and change others'
+    monkeypatch.setattr(logs, "configure_logging", lambda **_: None)
     monkeypatch.setenv("CARSPOT_DATA_DIR", str(tmp_path / "data"))
     calls: list[dict[str, Any]] = []
 
