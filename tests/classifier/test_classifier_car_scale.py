@@ -7,7 +7,6 @@ the car photos back where the thresholds were set."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from carspot.classifier.errors import ManifestError
 from carspot.classifier.registry import current_version, read_manifest
 from carspot.classifier.serving import BrandClassifier, load_classifier
 from carspot.classifier.training import calibration_photos
+from tests.classifier.released import release_copy
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -45,14 +45,6 @@ def released() -> BrandClassifier:
 @pytest.fixture(scope="module")
 def features(released: BrandClassifier, photos: list[np.ndarray]) -> np.ndarray:
     return released.pooled_features(photos)
-
-
-def _release_copy(tmp_path: Path) -> tuple[Path, str]:
-    version = current_version(MODELS)
-    assert version is not None
-    shutil.copytree(MODELS / "versions" / version, tmp_path / "versions" / version)
-    (tmp_path / "CURRENT").write_text(version + "\n")
-    return tmp_path, version
 
 
 def test_the_released_scale_is_what_fitting_its_training_photos_gives(features: np.ndarray) -> None:
@@ -86,7 +78,7 @@ def test_a_scale_needs_car_photos() -> None:
 def test_fitting_records_the_scale_and_serving_uses_it(
     tmp_path: Path, photos: list[np.ndarray], released: BrandClassifier
 ) -> None:
-    copy, version = _release_copy(tmp_path)
+    copy, version = release_copy(tmp_path)
     path = copy / "versions" / version / "manifest.json"
     path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "car_head"}))
     assert load_classifier(copy, version).car_logit_scale == LOGIT_SCALE  # a version from before: the designed
@@ -108,7 +100,7 @@ def test_fitting_records_the_scale_and_serving_uses_it(
 
 @pytest.mark.parametrize("scale", [0, -4.0, "4", None, True, float("nan")])
 def test_an_impossible_scale_in_a_manifest_is_refused_at_load(tmp_path: Path, scale: object) -> None:
-    copy, version = _release_copy(tmp_path)
+    copy, version = release_copy(tmp_path)
     path = copy / "versions" / version / "manifest.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "car_head": {"logit_scale": scale}}))
     with pytest.raises(ManifestError, match=r"car_head\.logit_scale"):

@@ -4,15 +4,15 @@ brand head float; a version without Keras weights cannot be exported."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.classifier.registry import current_version, read_manifest
+from carspot.classifier.registry import read_manifest
 from carspot.classifier.serving import load_classifier
+from tests.classifier.released import release_copy
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 # Keras calls np.array(tensor) the numpy-1 way; not ours to fix.
@@ -25,14 +25,6 @@ def photos(shared_dir: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(folder / f"{i:05d}.jpg").convert("RGB")) for i in range(100, 124)]
 
 
-def _release_copy(tmp_path: Path) -> tuple[Path, str]:
-    version = current_version(MODELS)
-    assert version is not None
-    shutil.copytree(MODELS / "versions" / version, tmp_path / "versions" / version)
-    (tmp_path / "CURRENT").write_text(version + "\n")
-    return tmp_path, version
-
-
 def test_the_committed_onnx_file_is_what_add_onnx_makes_from_the_keras_weights(
     tmp_path: Path, shared_dir: Path, photos: list[np.ndarray]
 ) -> None:
@@ -42,7 +34,7 @@ def test_the_committed_onnx_file_is_what_add_onnx_makes_from_the_keras_weights(
     from carspot.classifier.onnx_export import add_onnx
     from carspot.classifier.training import calibration_inputs
 
-    copy, version = _release_copy(tmp_path)
+    copy, version = release_copy(tmp_path)
     recipe = read_manifest(copy, version)["training"]["recipe"]
     samples = load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv")
     split = split_by_model(samples, val_fraction=recipe["val_fraction"], seed=recipe["seed"])
@@ -67,7 +59,7 @@ def test_the_brand_head_stays_float(photos: list[np.ndarray]) -> None:
 def test_a_version_without_keras_weights_cannot_be_exported(tmp_path: Path) -> None:
     from carspot.classifier.onnx_export import add_onnx
 
-    copy, version = _release_copy(tmp_path)
+    copy, version = release_copy(tmp_path)
     path = copy / "versions" / version / "manifest.json"
     manifest = json.loads(path.read_text())
     del manifest["tensorflow_weights"]
@@ -80,7 +72,7 @@ def test_calibration_at_another_side_than_the_versions_is_refused(tmp_path: Path
     """The graph would take it and quantize for inputs the version never serves."""
     from carspot.classifier.onnx_export import add_onnx
 
-    copy, version = _release_copy(tmp_path)
+    copy, version = release_copy(tmp_path)
     side = read_manifest(copy, version)["input"]["size"]
     with pytest.raises(ValueError, match=f"1 x {side} x {side} x 3"):
         add_onnx(copy, version, calibration=[np.zeros((1, side + 32, side + 32, 3), np.float32)])
