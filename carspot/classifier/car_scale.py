@@ -8,6 +8,7 @@ ONNX file. `carspot models promote` then checks the result on car-free images it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,44 @@ from carspot.classifier.registry import CAR_HEAD, read_manifest, version_dir, wr
 
 __all__ = ["fit_car_head"]
 
+log = logging.getLogger("carspot.classifier.car_scale")
 
-def fit_car_head(model_dir: Path | str, version: str, *, car_photos: Sequence[np.ndarray]) -> dict[str, Any]:
+
+def fit_car_head(
+    model_dir: Path | str,
+    version: str,
+    *,
+    car_photos: Sequence[np.ndarray],
+    target_median: float = CAR_MEDIAN_TARGET,
+) -> dict[str, Any]:
     """Fits the version's car head scale on ``car_photos`` (RGB uint8 photos of cars, as served: through the
-    runtime a CPU worker loads) and records it in the manifest; returns the entry written."""
+    runtime a CPU worker loads) and records it in the manifest; returns the entry written. When no scale brings
+    the photos to ``target_median`` the entry says so and a warning is logged: its car head is likely to fail
+    `carspot models promote`'s car check."""
     from carspot.classifier.serving import load_classifier
 
     classifier = load_classifier(model_dir, version)
     features = classifier.pooled_features(car_photos)
     head = imagenet_head()
-    scale = fit_logit_scale(features, head)
+    scale = fit_logit_scale(features, head, target_median=target_median)
+    median = float(np.median(car_probability(features, head, scale=scale)))
     entry = {
         "logit_scale": scale,
-        "target_median": CAR_MEDIAN_TARGET,
-        "median_car_probability": round(float(np.median(car_probability(features, head, scale=scale))), 4),
+        "target_median": target_median,
+        "median_car_probability": round(median, 4),
+        "reached_target": median >= target_median,
         "photos": len(car_photos),
         "runtime": classifier.runtime,
     }
+    if median < target_median:
+        log.warning(
+            "version %s: no car head scale brings its car photos to a median P(car) of %.2f (%.3f at %.1f); "
+            "its car head will likely fail the promote check",
+            version,
+            target_median,
+            median,
+            scale,
+        )
     manifest = read_manifest(model_dir, version)
     manifest[CAR_HEAD] = entry
     write_manifest(version_dir(model_dir, version), manifest)

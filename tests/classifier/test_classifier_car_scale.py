@@ -86,7 +86,7 @@ def test_fitting_records_the_scale_and_serving_uses_it(
     entry = fit_car_head(copy, version, car_photos=photos[:64])
 
     assert entry["logit_scale"] == fit_logit_scale(released.pooled_features(photos[:64]), imagenet_head())
-    assert entry["photos"] == 64
+    assert entry["photos"] == 64 and entry["reached_target"] is True
     assert read_manifest(copy, version, verify=True)["car_head"] == entry  # the served files untouched
     assert load_classifier(copy, version).car_logit_scale == entry["logit_scale"]
     path.write_text(json.dumps({**json.loads(path.read_text()), "car_head": {**entry, "logit_scale": 8.0}}))
@@ -96,6 +96,19 @@ def test_fitting_records_the_scale_and_serving_uses_it(
     expected = car_probability(released.pooled_features(crops), imagenet_head(), scale=8.0)
     np.testing.assert_allclose(served, expected, rtol=1e-5)
     assert not np.allclose(served, released.predict_regions(crops)[1])
+
+
+def test_a_target_no_scale_reaches_is_recorded_and_warned_about(
+    tmp_path: Path, photos: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    copy, version = release_copy(tmp_path)
+
+    with caplog.at_level("WARNING", logger="carspot.classifier.car_scale"):
+        entry = fit_car_head(copy, version, car_photos=photos[:16], target_median=0.9999)
+
+    assert entry["reached_target"] is False and entry["logit_scale"] == 10.0  # the largest it tries
+    assert entry["median_car_probability"] < 0.9999
+    assert "will likely fail the promote check" in caplog.text
 
 
 @pytest.mark.parametrize("scale", [0, -4.0, "4", None, True, float("nan")])
