@@ -122,9 +122,8 @@ class BrandClassifier:
         return out, feats
 
     def pooled_features(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """The backbone's pooled features, one 1280-d row per crop (what the car head reads)."""
-        if not self._runtime.has_pooled:
-            raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
+        """The backbone's pooled features, one 1280-d row per crop (what the car head reads); a RuntimeError when
+        the runtime cannot give them."""
         features = self._run(crops, features=True)[1]
         assert features is not None
         return features
