@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -216,10 +217,16 @@ def export_tflite(model: keras.Model, path: Path, *, calibration: Iterable[np.nd
         # The brand head stays float: int8 softmax outputs are multiples of 1/256, so most makes would tie at 0
         # and the top-5 order of the tail would be arbitrary. TensorFlow's documented way to keep ops float.
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=[*FLOAT_HEAD_OPS])
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([view] for view in views[:2]), debug_options=options
-        )
-        path.write_bytes(debugger.get_nondebug_quantized_model())
+        with warnings.catch_warnings():
+            # The debugger builds TensorFlow's own deprecated tf.lite.Interpreter internally; serving uses
+            # ai_edge_litert's, so the deprecation says nothing about this project's code.
+            warnings.filterwarnings(
+                "ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated", category=UserWarning
+            )
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=lambda: ([view] for view in views[:2]), debug_options=options
+            )
+            path.write_bytes(debugger.get_nondebug_quantized_model())
 
 
 def build_serving_model(*, weights: Path, classes: int, temperature: float) -> keras.Model:
