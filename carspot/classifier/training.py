@@ -75,9 +75,10 @@ class TrainConfig:
     finetune_warmup_epochs: float = 0.0
     """Linear warm-up from 0 to ``finetune_lr`` before the cosine decay (off in the released recipe). Adam's first
     steps, with its moment estimates unsettled, are where a high rate diverges: 6e-4 after half an epoch of it
-    trained well (see models/README); 1.2e-3 without it diverged in the proxy. Off at 3e-4 because 6e-4 moves
-    the backbone too far for the car head: at 256 px it reached 58.2 / 80.5 % on the by-model photos (the
-    release: 58.2 / 78.1 %), but 8 of 38 car-free images kept a car score at any fitted scale."""
+    trained well (see models/README); 1.2e-3 without it diverged in the proxy. The release stays at 3e-4 without
+    it because 6e-4 moves the backbone too far for the car head: at 256 px it reached 58.2 / 80.5 % on the
+    by-model photos (the release: 58.2 / 78.1 %), but `promote` refused it (8 of 38 car-free images kept at its
+    fitted scale, 7.5), and no scale from 5 to 14 refutes them without losing car photos."""
     label_smoothing: float = 0.1
     model_loss_weight: float = 0.0
     """Fine-tuning also trains an auxiliary car-model head (Stanford's 196 classes, when every sample has its
