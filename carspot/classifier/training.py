@@ -360,7 +360,11 @@ def calibration_inputs(
 ) -> list[np.ndarray]:
     """The int8 exports' calibration: `calibration_photos`, plain (no augmentation), as ``1 x size x size x 3``
     raw pixels (the model's input size). Also re-exports a released version from the same photos."""
-    return [to_input(photo, size=size).astype(np.float32)[None] for photo in calibration_photos(samples, train_indices)]
+    return _as_inputs(calibration_photos(samples, train_indices), size=size)
+
+
+def _as_inputs(photos: Sequence[np.ndarray], *, size: int) -> list[np.ndarray]:
+    return [to_input(photo, size=size).astype(np.float32)[None] for photo in photos]
 
 
 def train(
@@ -561,9 +565,10 @@ def train(
         return report
 
     final = float_report = evaluate_served("float32")
+    photos = calibration_photos(samples, tr)  # decoded once: the int8 calibration and the car head's fit
     if cfg.quantize:
         float_bytes = (out / MODEL_FILE).read_bytes()
-        calibration = calibration_inputs(samples, tr, size=cfg.input_size)
+        calibration = _as_inputs(photos, size=cfg.input_size)
         keras_model.export_tflite(classifier, out / MODEL_FILE, calibration=calibration)
         record_model_file("int8")
         quantized = evaluate_served("int8")
@@ -579,7 +584,7 @@ def train(
         else:  # CPU workers serve the LiteRT file
             (out / ONNX_FILE).unlink()
             del manifest[ONNX_MODEL]
-    manifest[CAR_HEAD] = fit_car_head(model_dir, version, car_photos=calibration_photos(samples, tr))
+    manifest[CAR_HEAD] = fit_car_head(model_dir, version, car_photos=photos)
     final.save_confusion_png(out / "confusion.png")
     metrics[f"{primary.kind}/released"] = final.summary()
     (out / "validation.json").write_text(final.to_json() + "\n")
