@@ -17,9 +17,14 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-__all__ = ["INPUT_SIZE", "augment", "checked_input_size", "to_input"]
+__all__ = ["INPUT_SIZE", "RESIZE", "augment", "checked_input_size", "to_input"]
 
 INPUT_SIZE: Final = 224
+
+RESIZE: Final = (
+    "whole image squashed; at least the side on both axes: bilinear to twice the side, then area 2:1; else bilinear"
+)
+"""How `to_input` resizes, as a version's manifest records it (``input.resize``)."""
 
 
 def checked_input_size(size: object) -> int:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from carspot.classifier.augment import INPUT_SIZE, augment, checked_input_size, to_input
+from carspot.classifier.augment import INPUT_SIZE, RESIZE, augment, checked_input_size, to_input
 from carspot.classifier.data import Sample, dataset_sha256, load_image, load_samples, split_by_image, split_by_model
 from carspot.classifier.errors import DatasetError
 from carspot.classifier.evaluate import EvaluationReport, evaluate, report_from_predictions
@@ -523,7 +523,7 @@ def train(
             "size": cfg.input_size,
             "channels": "RGB",
             "dtype": "float32 pixels 0..255",
-            "resize": "bilinear, squash",
+            "resize": RESIZE,
         },
         "labels": list(labels),
         "temperature": temperature,

@@ -130,12 +130,13 @@ def test_serving_predicts_calibrated_top_k_for_crops_of_any_size(trained: tuple[
 
 def test_serving_resizes_each_crop_to_the_size_the_version_was_trained_at(trained: tuple[Path, object]) -> None:
     from carspot.classifier import keras_model
-    from carspot.classifier.augment import to_input
+    from carspot.classifier.augment import RESIZE, to_input
     from carspot.classifier.serving import load_classifier
 
     model_dir, _ = trained
     manifest = read_manifest(model_dir, "tiny")
     assert manifest["input"]["size"] == SIZE
+    assert manifest["input"]["resize"] == RESIZE  # what to_input does, for anyone serving the file elsewhere
     assert load_classifier(model_dir, "tiny").input_size == SIZE  # the int8 CPU file
     served = load_classifier(model_dir, "tiny", runtime="tensorflow")  # the float weights: comparable exactly
     network = keras_model.build_serving_model(
