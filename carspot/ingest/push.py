@@ -208,16 +208,19 @@ def create_push_app(
             fields, read_image, image_ref = await _from_multipart(request, body, max_image_bytes)
         else:
             raise _Problem(415, "unsupported_media_type", "send application/json or multipart/form-data")
-        post = RawPost(
-            post_id=f"{SOURCE}:{fields.post_id or new_id()}",
-            source=SOURCE,
-            author=fields.author,
-            text=fields.text,
-            url=fields.url,
-            posted_at=fields.posted_at,
-            image_ref=image_ref,
-            read_image=read_image,
-        )
+        try:
+            post = RawPost(
+                post_id=f"{SOURCE}:{fields.post_id or new_id()}",
+                source=SOURCE,
+                author=fields.author,
+                text=fields.text,
+                url=fields.url,
+                posted_at=fields.posted_at,
+                image_ref=image_ref,
+                read_image=read_image,
+            )
+        except ValueError as exc:  # a field the store could not hold (NUL, a lone surrogate)
+            raise _Problem(422, "invalid_post", str(exc)) from exc
         try:
             outcome = await run_in_threadpool(ingest_one, post)
         except PushRejected as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from carspot.ingest.errors import ImageMissing, ImageTooLarge, SourceError
+from carspot.ingest.fields import check_id, check_text
 
 logger = logging.getLogger("carspot.ingest.sources")
 
@@ -43,8 +44,10 @@ class RawPost:
     read_head: Callable[[int], bytes] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.post_id or not self.source:
-            raise ValueError("post_id and source must be non-empty")
+        check_id("post_id", self.post_id)
+        check_id("source", self.source)
+        for name in ("author", "text", "url"):
+            check_text(name, getattr(self, name))
         if self.posted_at is not None:
             if self.posted_at.tzinfo is None:
                 raise ValueError("posted_at must be time-zone aware")
@@ -216,13 +219,20 @@ class JsonlSource:
         post_id = record.get("post_id")
         if isinstance(post_id, int) and not isinstance(post_id, bool):
             post_id = str(post_id)
-        if not isinstance(post_id, str) or not post_id:
-            return self._broken(line_no, "post_id missing or not a non-empty string", line)
+        if post_id is None:
+            return self._broken(line_no, "post_id missing", line)
+        try:
+            post_id = check_id("post_id", post_id)
+        except ValueError as exc:  # not kept as the dead letter's post id: it could not be encoded or stored
+            return self._broken(line_no, str(exc), line)
         try:
             image = _required_str(record, "image")
+            check_text("image", image)
             if "://" in image:
                 raise ValueError("image must be a file path (URLs need a fetching source)")
-            fields = {name: _optional_str(record, name) for name in ("author", "text", "url", "source")}
+            fields = {name: check_text(name, record.get(name)) for name in ("author", "text", "url", "source")}
+            if fields["source"]:
+                check_id("source", fields["source"])
             posted_at = _parse_time(record.get("posted_at"))
         except ValueError as exc:
             return self._broken(line_no, str(exc), line, post_id=post_id)
@@ -246,13 +256,6 @@ def _required_str(record: dict[str, Any], name: str) -> str:
     value = record.get(name)
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} missing or not a non-empty string")
-    return value
-
-
-def _optional_str(record: dict[str, Any], name: str) -> str | None:
-    value = record.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string or null, got {type(value).__name__}")
     return value
 
 

@@ -222,7 +222,7 @@ def tweet_units(payload: dict[str, Any], *, fetch: Callable[[str], bytes], ref: 
         try:
             units.append(_tweet_unit(tweet, media, users, fetch=fetch, ref=ref))
         except (KeyError, TypeError, ValueError) as exc:
-            raw = json.dumps(tweet, ensure_ascii=False).encode()
+            raw = json.dumps(tweet).encode()  # ASCII escapes: encodable whatever it holds
             units.append(_Unit(None, [BrokenRecord(0, f"malformed tweet: {exc}", raw, source=SOURCE, ref=ref)]))
     return units
 
@@ -251,7 +251,7 @@ def _tweet_unit(
             image_url = item.get("url") if item.get("type") == "photo" else item.get("preview_image_url")
         if not isinstance(image_url, str) or not image_url:
             why = "not in includes.media" if item is None else f"{item.get('type')} without an image URL"
-            raw = json.dumps({"tweet": tweet, "media": item}, ensure_ascii=False).encode()
+            raw = json.dumps({"tweet": tweet, "media": item}).encode()
             items.append(BrokenRecord(0, f"media {key}: {why}", raw, source=SOURCE, ref=ref, post_id=post_id))
             continue
         items.append(

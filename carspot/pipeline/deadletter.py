@@ -43,15 +43,16 @@ class DeadLetter:
     def key(self) -> bytes:
         """Kafka key: the post id when known, else where the original came from."""
         if self.post_id:
-            return self.post_id.encode()
+            return self.post_id.encode("utf-8", "backslashreplace")
         if self.origin_topic is not None:
             return f"{self.origin_topic}/{self.origin_partition}/{self.origin_offset}".encode()
-        return (self.image_ref or "unknown").encode()
+        return (self.image_ref or "unknown").encode("utf-8", "backslashreplace")
 
     def encode(self) -> bytes:
         header: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "original"}
         header["failed_at"] = self.failed_at.isoformat()
-        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+        # ASCII escapes: a dead letter must be writable whatever it carries (a lone surrogate included)
+        raw = json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode()
         return _PREFIX.pack(MAGIC, VERSION, len(raw)) + raw + self.original
 
     @classmethod

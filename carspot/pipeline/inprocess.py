@@ -89,7 +89,7 @@ class FileDeadLetterSink:
 
     def send(self, letter: DeadLetter) -> None:
         record = letter.as_json() | {"original_b64": base64.b64encode(letter.original).decode()}
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = json.dumps(record) + "\n"  # ASCII escapes: writable whatever a letter carries
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             handle.write(line)
             self.count += 1

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from carspot.ingest.fields import check_id, check_text
+
 MAGIC = b"CSP"
 VERSION = 1
 _PREFIX = struct.Struct(">3sBI")
@@ -26,6 +28,10 @@ _MAX_HEADER_BYTES = 1 << 20
 
 class DecodeError(ValueError):
     """The bytes are not a CarSpot Post message of a version this code understands."""
+
+
+class InvalidPost(DecodeError):
+    """The message parses, but a field breaks the rules ingest applies (``carspot.ingest.fields``)."""
 
 
 def _parse_time(value: object, *, name: str, required: bool) -> datetime | None:
@@ -81,8 +87,10 @@ class Post:
     mode: str | None = None  # per-message override of the analysis mode
 
     def __post_init__(self) -> None:
-        if not self.post_id or not self.source:
-            raise ValueError("post_id and source must be non-empty")
+        check_id("post_id", self.post_id)  # ingest's own rules: what it sends, the worker accepts
+        check_id("source", self.source)
+        for name in ("author", "text", "url", "mode"):
+            check_text(name, getattr(self, name))
         if len(self.image_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.image_sha256):
             raise ValueError("image_sha256 must be 64 lowercase hex characters")
         if self.ingested_at.tzinfo is None or (self.posted_at is not None and self.posted_at.tzinfo is None):
@@ -148,4 +156,4 @@ class Post:
         except ValueError as exc:
             if isinstance(exc, DecodeError):
                 raise
-            raise DecodeError(str(exc)) from exc
+            raise InvalidPost(str(exc)) from exc

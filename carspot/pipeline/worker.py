@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from sqlalchemy.exc import DBAPIError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from carspot.pipeline.db_errors import is_transient
 from carspot.pipeline.deadletter import DeadLetter
-from carspot.pipeline.message import DecodeError, Post
+from carspot.pipeline.message import DecodeError, InvalidPost, Post
 from carspot.pipeline.ports import DeadLetterSink, Incoming, MessageSource
 from carspot.store.records import AnalysisRecord, PostRecord
 from carspot.store.writer import BatchConflictError
@@ -37,8 +38,6 @@ ImageDecoder = Callable[[bytes], np.ndarray]
 BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
 KnownImages = Callable[[Sequence[Post]], set[str]]
 """Given a batch's posts, the post ids whose picture already has an analysis in the mode they ask for."""
-
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -218,7 +217,8 @@ class Worker:
                 batch.rewind.setdefault(where, message.offset)
                 continue
             if isinstance(post, DecodeError):
-                batch.letters.append(_letter(message, reason="decode_error", detail=str(post)))
+                reason = "invalid_post" if isinstance(post, InvalidPost) else "decode_error"
+                batch.letters.append(_letter(message, reason=reason, detail=str(post)))
             else:
                 ready = self._accept(message, post, batch, known=post.post_id in known)
                 if ready is not None:
@@ -237,7 +237,7 @@ class Worker:
         if self._known_images is None or not posts:
             return set()
         for attempt in Retrying(
-            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(initial=0.2, max=10.0),
             stop=stop_after_attempt(self._write_attempts),
             reraise=True,
@@ -298,7 +298,7 @@ class Worker:
         try:
             self._write_with_retries(batch.posts, batch.analyses)
         except (DBAPIError, BatchConflictError) as exc:
-            if isinstance(exc, TRANSIENT_DB_ERRORS):
+            if is_transient(exc):
                 raise
             log.warning("batch write rejected (%s); writing post by post", exc.__class__.__name__)
             self._write_one_by_one(batch)
@@ -306,7 +306,7 @@ class Worker:
 
     def _write_with_retries(self, posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
         for attempt in Retrying(
-            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(initial=0.2, max=10.0),
             stop=stop_after_attempt(self._write_attempts),
             reraise=True,
@@ -323,7 +323,7 @@ class Worker:
             try:
                 self._write_with_retries([post], [analysis] if analysis else [])
             except (DBAPIError, BatchConflictError) as exc:
-                if isinstance(exc, TRANSIENT_DB_ERRORS):
+                if is_transient(exc):
                     raise
                 detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
                 message = batch.originals[post.post_id]
