@@ -17,6 +17,9 @@ Every refusal is one of these, so the producer loop has one place that turns an 
     │   └── EncodedTooLarge          "encoded_too_large"   the normalised JPEG still exceeds the message limit
     └── SourceError                  "unreadable"          the source could not give us the bytes
         ├── ImageMissing             "unreadable"          (the referenced file does not exist)
+        ├── PathNotAllowed           "path_not_allowed"    a replay's image path resolves (symlinks too) outside
+        │                                                  the folders it may read, or into the data dir;
+        │                                                  refused before a byte is read
         └── FetchError               "fetch_failed"        an image URL could not be fetched (connection
             │                                              refused or reset, TLS failure, bad response)
             ├── BadUrl               "bad_url"             not an absolute http(s) URL with a host
@@ -102,6 +105,12 @@ class ImageMissing(SourceError):
     """The file is not there; same code as any unreadable source, the detail says which."""
 
 
+class PathNotAllowed(SourceError):
+    """A file path that resolves outside the allowed folders: never read, so its dead letter carries no bytes."""
+
+    reason: ClassVar[str] = "path_not_allowed"
+
+
 class FetchError(SourceError):
     """Fetching an image URL failed; ``url`` is the URL of the hop that failed (never with credentials)."""
 
@@ -169,6 +178,7 @@ __all__ = [
     "ImageTooLarge",
     "IngestError",
     "NotAnImage",
+    "PathNotAllowed",
     "SourceError",
     "SsrfRefused",
     "TooManyRedirects",

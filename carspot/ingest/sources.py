@@ -12,13 +12,14 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from carspot.ingest.confine import PathPolicy
 from carspot.ingest.errors import ImageMissing, ImageTooLarge, SourceError
 from carspot.ingest.fields import check_id, check_text
 
@@ -66,13 +67,14 @@ class BrokenRecord:
     post_id: str | None = None  # when the record got as far as having one
 
 
-def read_file_capped(path: Path, *, max_bytes: int) -> bytes:
+def read_file_capped(path: Path, *, max_bytes: int, policy: PathPolicy | None = None) -> bytes:
     """Read a regular file of at most ``max_bytes``, refusing a bigger one from its size, before reading it.
 
     The size is taken from ``fstat`` of the opened file, and the read itself stops at ``max_bytes + 1`` in
-    case the file grows meanwhile (or its size is not known, as in ``/proc``).
+    case the file grows meanwhile (or its size is not known, as in ``/proc``). With a ``policy``, a path that
+    resolves outside it is refused before it is opened, and checked again once open.
     """
-    with _open_regular(path) as handle:
+    with _open_regular(path, policy) as handle:
         size = os.fstat(handle.fileno()).st_size
         if size > max_bytes:
             raise ImageTooLarge(f"{path}: {size} bytes, limit {max_bytes}", size=size, limit=max_bytes)
@@ -82,16 +84,18 @@ def read_file_capped(path: Path, *, max_bytes: int) -> bytes:
     return data
 
 
-def read_file_head(path: Path, size: int) -> bytes:
+def read_file_head(path: Path, size: int, *, policy: PathPolicy | None = None) -> bytes:
     """The first ``size`` bytes of a regular file: what a dead letter keeps of a file refused unread."""
-    with _open_regular(path) as handle:
+    with _open_regular(path, policy) as handle:
         return _read(handle, path, size)
 
 
-def _open_regular(path: Path) -> BinaryIO:
+def _open_regular(path: Path, policy: PathPolicy | None = None) -> BinaryIO:
     """Open for reading without ever blocking: FIFOs, devices and folders are refused (they could block,
     never end, or are not pictures), after opening, so a swap between a check and the open cannot fool it."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if policy is not None:
+        policy.check(path)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError as exc:
@@ -99,6 +103,8 @@ def _open_regular(path: Path) -> BinaryIO:
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc
     try:
+        if policy is not None:
+            policy.check_open(fd, path)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise SourceError(f"{path}: not a regular file")
         return os.fdopen(fd, "rb")
@@ -167,7 +173,9 @@ class JsonlSource:
         {"post_id": "123", "image": "img/123.jpg", "author": "a", "text": "t", "url": "https://...",
          "posted_at": "2024-05-01T10:00:00Z", "source": "x"}
 
-    ``image`` is a path, relative to the JSONL file's folder unless absolute. A line that is not valid JSON,
+    ``image`` is a path, relative to the JSONL file's folder unless absolute, and must resolve (symlinks too)
+    under that folder or one of ``image_dirs``, and never under one of ``denied_dirs`` (the data dir): any
+    other is refused as ``path_not_allowed`` without a byte of it read. A line that is not valid JSON,
     lacks ``post_id``/``image`` or has a field of the wrong type becomes a :class:`BrokenRecord` and the run
     goes on. Blank lines are skipped; a naive ``posted_at`` is taken as UTC; an integer ``post_id`` is
     accepted (tweet ids often are) and turned into a string.
@@ -180,8 +188,11 @@ class JsonlSource:
         max_bytes: int,
         max_line_bytes: int = 1 << 20,
         default_source: str = "jsonl",
+        image_dirs: Sequence[Path] = (),
+        denied_dirs: Sequence[Path] = (),
     ) -> None:
         self.path = Path(path)
+        self.policy = PathPolicy.of(allowed=[self.path.parent, *image_dirs], denied=denied_dirs)
         self.max_bytes = max_bytes
         self.max_line_bytes = max_line_bytes
         self.default_source = default_source
@@ -247,8 +258,8 @@ class JsonlSource:
             url=fields["url"],
             posted_at=posted_at,
             image_ref=str(image_path),
-            read_image=partial(read_file_capped, image_path, max_bytes=self.max_bytes),
-            read_head=partial(read_file_head, image_path),
+            read_image=partial(read_file_capped, image_path, max_bytes=self.max_bytes, policy=self.policy),
+            read_head=partial(read_file_head, image_path, policy=self.policy),
         )
 
 

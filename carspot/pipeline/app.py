@@ -53,7 +53,12 @@ def open_source(spec: str, *, settings: Settings) -> Iterable[RawPost | BrokenRe
     if kind == "jsonl":
         if not path.is_file():
             raise ConfigError(f"jsonl source {path} is not a file")
-        return JsonlSource(path, max_bytes=settings.image_max_bytes)
+        return JsonlSource(
+            path,
+            max_bytes=settings.image_max_bytes,
+            image_dirs=settings.jsonl_image_dirs,
+            denied_dirs=[settings.services_dir],  # services.env holds the database password
+        )
     raise ConfigError(f"unknown source {spec!r}: use folder:PATH or jsonl:PATH")
 
 

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "carspot:"
     dedup_ttl_s: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
 
+    jsonl_image_dirs: list[Path] = Field(
+        default_factory=list,
+        description='Folders besides its own a JSONL replay may read pictures from (JSON list, e.g. ["/data/img"]).',
+    )
+
     image_max_side: Annotated[int, Field(ge=64, le=8192)] = 1024
     image_max_bytes: Annotated[int, Field(ge=1024)] = 20 << 20
     image_max_pixels: Annotated[int, Field(ge=1)] = 50_000_000

@@ -181,7 +181,7 @@ def test_jsonl_posts_with_relative_and_absolute_paths(tmp_path: Path, scenes_dir
         ],
     )
 
-    posts = list(JsonlSource(jsonl, max_bytes=20 * MIB))
+    posts = list(JsonlSource(jsonl, max_bytes=20 * MIB, image_dirs=[scenes_dir]))  # bus.jpg lies there
 
     assert all(isinstance(p, RawPost) for p in posts)
     first, second, third, fourth = posts
