@@ -40,7 +40,8 @@ def services_env_file(data_dir: Path) -> Path:
 class Settings(BaseSettings):
     """CarSpot's settings; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="CARSPOT_", env_file=".env", extra="ignore")
+    # A variable set but empty (``CARSPOT_REDIS_URL=``) means unset: the default, never an empty URL or path.
+    model_config = SettingsConfigDict(env_prefix="CARSPOT_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default=Path(".carspot"), description="Local state: services, SQLite, caches.")
     shared_dir: Path = Field(default_factory=default_shared_dir, description="The read-only shared folder.")
