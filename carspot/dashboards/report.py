@@ -136,7 +136,10 @@ def parse_week(week: str) -> tuple[datetime, datetime]:
     except ValueError as exc:
         raise ReportError(f"no ISO week {week!r}: {exc}") from None
     since = datetime.combine(monday, time.min, tzinfo=UTC)
-    return since, since + timedelta(days=7)
+    try:
+        return since, since + timedelta(days=7)
+    except OverflowError:  # 9999-W52 ends after the last date Python (and so the store) can hold
+        raise ReportError(f"week {week!r} ends after 9999-12-31, the last supported date") from None
 
 
 def format_week(day: date) -> str:

@@ -268,7 +268,10 @@ def parse_instant(name: str, value: str) -> datetime:
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise HTTPException(status_code=422, detail=f"{name} must include a timezone (e.g. Z or +01:00), got {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T05:00+14:00 is before the first representable UTC instant
+        raise HTTPException(status_code=422, detail=f"{name} lies outside the supported dates, got {value!r}") from None
 
 
 def _window(
