@@ -200,7 +200,7 @@ def worker(
     """Join the analyzers' consumer group: analyse posts and store the results in the database."""
     from carspot.ingest.images import decode_jpeg_rgb
     from carspot.pipeline.app import load_analysis, open_store
-    from carspot.pipeline.kafka_io import KafkaDeadLetterSink, KafkaPostSource, make_producer
+    from carspot.pipeline.kafka_io import KafkaBatchOutcome, KafkaPostSource
     from carspot.pipeline.lifecycle import install_stop_handlers
     from carspot.pipeline.worker import Worker
     from carspot.store.migrate import current_revision
@@ -212,20 +212,18 @@ def worker(
         raise typer.Exit(1)
     analysis = load_analysis(s)
     store = open_store(url, mode_for=analysis.mode_for)
-    producer = make_producer(
+    source = KafkaPostSource(
         bootstrap=s.kafka_bootstrap,
+        topic=s.posts_topic,
+        group=s.consumer_group,
         max_message_bytes=s.kafka_max_message_bytes,
-        compression=s.kafka_compression,
+        max_poll_interval_ms=s.max_poll_interval_ms,
     )
+    outcome = KafkaBatchOutcome(settings=s, source=source)  # dead letters and offsets in one transaction
     the_worker = Worker(
-        source=KafkaPostSource(
-            bootstrap=s.kafka_bootstrap,
-            topic=s.posts_topic,
-            group=s.consumer_group,
-            max_message_bytes=s.kafka_max_message_bytes,
-            max_poll_interval_ms=s.max_poll_interval_ms,
-        ),
-        dead_letters=KafkaDeadLetterSink(producer=producer, topic=s.dlq_topic),
+        source=source,
+        outcome=outcome,
+        max_original_bytes=s.dlq_max_original_bytes,
         analyze=analysis.analyse_batch,
         decode_image=decode_jpeg_rgb,
         write_batch=store.write_batch,
@@ -238,7 +236,7 @@ def worker(
     try:
         stats = the_worker.run(max_messages=max_messages, timeout_s=timeout, idle_timeout_s=idle_timeout)
     finally:
-        producer.close()
+        outcome.close()
     _print_json(stats)
 
 

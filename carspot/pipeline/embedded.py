@@ -85,6 +85,7 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
         batch_max_seconds=settings.batch_max_seconds,
         analysis_batch_images=settings.analysis_batch_images,
         poll_timeout_s=0.2,
+        max_original_bytes=settings.dlq_max_original_bytes,
     )
     stopping = threading.Event()
 

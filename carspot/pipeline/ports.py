@@ -21,6 +21,13 @@ class Incoming:
     value: bytes
 
 
+class CommitFailed(RuntimeError):
+    """The offsets (and the dead letters sent with them) were not committed: the worker re-reads the batch.
+
+    Raised for a rebalance that took the partitions away, a broker that did not answer in time, an aborted
+    transaction; the stored results are idempotent, so re-reading changes nothing."""
+
+
 class MessageSource(Protocol):
     """What the worker consumes from: a Kafka consumer group member, or the embedded queue."""
 
@@ -31,12 +38,20 @@ class MessageSource(Protocol):
         """True once messages can arrive (a consumer-group member has partitions assigned)."""
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Commit, per (topic, partition), the offset of the next message to read."""
+        """Commit, per (topic, partition), the offset of the next message to read; ``CommitFailed`` if not."""
 
     def seek(self, *, topic: str, partition: int, offset: int) -> None:
         """Re-read from ``offset`` on the next poll (used when a batch is cut short by time)."""
 
     def close(self) -> None: ...
+
+
+class BatchOutcome(Protocol):
+    """Publishes a batch's dead letters and commits its offsets as one atomic step (Kafka: one producer
+    transaction carrying both), so a crash or an outage between the two never sends a letter twice: a replayed
+    batch finds its earlier letters aborted. Raises ``CommitFailed`` when neither happened."""
+
+    def commit(self, *, offsets: Mapping[tuple[str, int], int], dead_letters: Sequence[DeadLetter]) -> None: ...
 
 
 class PostSink(Protocol):

@@ -2,7 +2,9 @@
 
 Offsets are committed only after the database commit, and every write is idempotent, so a crash at any point
 replays at most one batch and changes nothing. A message that cannot be decoded, analysed or stored goes to the
-dead-letter sink with a reason code and its original bytes, and the worker moves on. Batches are cut by time as
+dead-letter sink with a reason code and its original bytes (capped), and the worker moves on; the letters go out
+after the database commit, with the offsets (in one Kafka transaction when an ``outcome`` is given, so a replay
+never sends one twice). A commit that fails re-reads the batch. Batches are cut by time as
 well as by count: the records not reached in time are re-read next poll (seek), so a slow batch never exceeds
 Kafka's ``max.poll.interval.ms``. The decoded images of a batch are analysed together, ``analysis_batch_images``
 at a time, so the brand classifier sees the regions of several images in one call (`Analysis.analyse_batch`);
@@ -20,12 +22,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    stop_never,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 
 from carspot.pipeline.db_errors import is_transient
 from carspot.pipeline.deadletter import DeadLetter
 from carspot.pipeline.message import DecodeError, InvalidPost, Post
-from carspot.pipeline.ports import DeadLetterSink, Incoming, MessageSource
+from carspot.pipeline.ports import BatchOutcome, CommitFailed, DeadLetterSink, Incoming, MessageSource
 from carspot.store.records import AnalysisRecord, PostRecord
 from carspot.store.writer import BatchConflictError
 
@@ -74,6 +85,25 @@ class _Decoded:
     image: np.ndarray
 
 
+class _StopWhenSet(stop_base):
+    """Stop retrying once the event is set (the worker was asked to stop)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._event.is_set()
+
+
+def _first_offsets(messages: Sequence[Incoming]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset of the batch's first message there: where to re-read it from."""
+    first: dict[tuple[str, int], int] = {}
+    for message in messages:
+        where = (message.topic, message.partition)
+        first[where] = min(first.get(where, message.offset), message.offset)
+    return first
+
+
 def post_record(post: Post) -> PostRecord:
     return PostRecord(
         post_id=post.post_id,
@@ -89,13 +119,16 @@ def post_record(post: Post) -> PostRecord:
     )
 
 
-def _letter(message: Incoming, *, reason: str, detail: str, post: Post | PostRecord | None = None) -> DeadLetter:
+def _letter(
+    message: Incoming, *, reason: str, detail: str, max_bytes: int, post: Post | PostRecord | None = None
+) -> DeadLetter:
     return DeadLetter(
         stage="worker",
         reason=reason,
         detail=detail,
-        original=message.value,
+        original=message.value[:max_bytes],
         original_size=len(message.value),
+        truncated=len(message.value) > max_bytes,
         post_id=post.post_id if post else (message.key.decode("utf-8", "replace") if message.key else None),
         source=post.source if post else None,
         origin_topic=message.topic,
@@ -111,7 +144,7 @@ class Worker:
         self,
         *,
         source: MessageSource,
-        dead_letters: DeadLetterSink,
+        dead_letters: DeadLetterSink | None = None,
         analyze: BatchAnalyzer,
         decode_image: ImageDecoder,
         write_batch: BatchWriter,
@@ -119,9 +152,19 @@ class Worker:
         analysis_batch_images: int = 8,
         batch_max_seconds: float = 5.0,
         poll_timeout_s: float = 1.0,
-        write_attempts: int = 8,
+        write_attempts: int | None = None,
+        backoff_max_s: float = 30.0,
         known_images: KnownImages | None = None,
+        outcome: BatchOutcome | None = None,
+        max_original_bytes: int = 1 << 20,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``outcome``, when given, publishes each batch's dead letters and commits its offsets in one atomic
+        step (Kafka: a transaction), else the letters go to ``dead_letters`` just before ``source.commit``.
+        A dead letter keeps at most ``max_original_bytes`` of its message. ``clock`` (seconds) bounds the run
+        and cuts batches; tests pass their own. A database that is down is waited out, with a warning per attempt
+        and a wait doubling up to ``backoff_max_s``, until it is back or the worker is stopped (``write_attempts``
+        bounds the attempts instead)."""
         self._source = source
         self._dead_letters = dead_letters
         self._analyze = analyze
@@ -134,7 +177,13 @@ class Worker:
         self._batch_max_seconds = batch_max_seconds
         self._poll_timeout_s = poll_timeout_s
         self._write_attempts = write_attempts
+        self._backoff_max_s = backoff_max_s
         self._known_images = known_images
+        if (dead_letters is None) == (outcome is None):
+            raise ValueError("give either dead_letters or outcome")
+        self._outcome = outcome
+        self._max_original_bytes = max_original_bytes
+        self._clock = clock
         self._stopping = threading.Event()
         self.stats = WorkerStats()
 
@@ -155,14 +204,15 @@ class Worker:
         until: Callable[[], bool] | None = None,
     ) -> WorkerStats:
         """Process batches until stopped, ``max_messages`` handled, ``timeout_s`` elapsed, nothing has
-        arrived for ``idle_timeout_s`` (while ready), or ``until()`` is true.
+        arrived for ``idle_timeout_s`` (while ready: the time a batch takes to process does not count), or
+        ``until()`` is true.
 
         Always closes the source, which leaves the consumer group."""
-        started = time.monotonic()
+        started = self._clock()
         last_message = started
         try:
             while not self._stopping.is_set():
-                now = time.monotonic()
+                now = self._clock()
                 if timeout_s is not None and now - started >= timeout_s:
                     break
                 if max_messages is not None and self.stats.messages >= max_messages:
@@ -176,23 +226,31 @@ class Worker:
                     limit = min(limit, max_messages - self.stats.messages)
                 messages = self._source.poll(timeout_s=self._poll_timeout_s, max_records=limit)
                 if messages or not self._source.ready:  # idle only counts once partitions are assigned
-                    last_message = time.monotonic()
                     self.process_batch(messages)
+                    last_message = self._clock()  # idle means nothing to read, so it starts when the batch is done
         finally:
             self._source.close()
         return self.stats
 
     def process_batch(self, messages: Sequence[Incoming]) -> None:
         """Analyse, write and commit one polled batch (public so tests can drive it step by step)."""
-        batch = self._analyse(messages)
-        if batch.letters:
-            for letter in batch.letters:
-                self._dead_letters.send(letter)
-            self._dead_letters.flush()
-        self._write(batch)
+        try:
+            batch = self._analyse(messages)
+            self._write(batch)
+        except DBAPIError as exc:
+            if not (self._stopping.is_set() and is_transient(exc)):
+                raise
+            log.warning("stopped while the database is down: the batch is left uncommitted, to be re-read")
+            return
         t0 = time.perf_counter()
-        if batch.next_offsets:
-            self._source.commit(batch.next_offsets)
+        try:
+            self._commit(batch)
+        except CommitFailed as exc:  # nothing of the batch counts as done: read it again (writes are idempotent)
+            log.warning("batch not committed, reading it again: %s", exc)
+            for (topic, partition), offset in _first_offsets(messages).items():
+                self._source.seek(topic=topic, partition=partition, offset=offset)
+            self.stats.seconds["commit"] += time.perf_counter() - t0
+            return
         for (topic, partition), offset in batch.rewind.items():
             self._source.seek(topic=topic, partition=partition, offset=offset)
         self.stats.seconds["commit"] += time.perf_counter() - t0
@@ -200,9 +258,28 @@ class Worker:
         for reason, count in Counter(letter.reason for letter in batch.letters).items():
             self.stats.dead_letters[reason] += count
 
+    def _commit(self, batch: _Batch) -> None:
+        """The batch's dead letters out and its offsets committed, after its results are stored."""
+        if self._outcome is not None:
+            if batch.next_offsets or batch.letters:
+                self._outcome.commit(offsets=batch.next_offsets, dead_letters=batch.letters)
+            return
+        assert self._dead_letters is not None  # one of the two, checked in __init__
+        if batch.letters:
+            for letter in batch.letters:
+                self._dead_letters.send(letter)
+            self._dead_letters.flush()
+        if batch.next_offsets:
+            self._source.commit(batch.next_offsets)
+
+    def _letter(
+        self, message: Incoming, *, reason: str, detail: str, post: Post | PostRecord | None = None
+    ) -> DeadLetter:
+        return _letter(message, reason=reason, detail=detail, post=post, max_bytes=self._max_original_bytes)
+
     def _analyse(self, messages: Sequence[Incoming]) -> _Batch:
         batch = _Batch()
-        deadline = time.monotonic() + self._batch_max_seconds
+        deadline = self._clock() + self._batch_max_seconds
         decoded: list[Post | DecodeError] = []
         for message in messages:
             try:
@@ -213,12 +290,12 @@ class Worker:
         waiting: list[_Decoded] = []
         for index, (message, post) in enumerate(zip(messages, decoded, strict=True)):
             where = (message.topic, message.partition)
-            if index > 0 and (time.monotonic() >= deadline or where in batch.rewind):
+            if index > 0 and (self._clock() >= deadline or where in batch.rewind):
                 batch.rewind.setdefault(where, message.offset)
                 continue
             if isinstance(post, DecodeError):
                 reason = "invalid_post" if isinstance(post, InvalidPost) else "decode_error"
-                batch.letters.append(_letter(message, reason=reason, detail=str(post)))
+                batch.letters.append(self._letter(message, reason=reason, detail=str(post)))
             else:
                 ready = self._accept(message, post, batch, known=post.post_id in known)
                 if ready is not None:
@@ -233,15 +310,34 @@ class Worker:
         batch.posts.sort(key=lambda record: position[id(batch.originals[record.post_id])])  # message order
         return batch
 
+    def _retrying(self, what: str) -> Retrying:
+        """The one retry policy of database calls: transient errors only, capped backoff with jitter, a warning
+        per attempt, for ever (or ``write_attempts``) unless the worker is asked to stop; the wait ends early
+        when it is."""
+        bound = stop_never if self._write_attempts is None else stop_after_attempt(self._write_attempts)
+
+        def warn(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            wait = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning("%s failed (attempt %d): %r; retrying in %.1f s", what, state.attempt_number, error, wait)
+
+        return Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential_jitter(initial=0.5, max=self._backoff_max_s),
+            stop=stop_any(bound, _StopWhenSet(self._stopping)),
+            sleep=self._pause,
+            before_sleep=warn,
+            reraise=True,
+        )
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between attempts, ending early when the worker is asked to stop."""
+        self._stopping.wait(seconds)
+
     def _known(self, posts: Sequence[Post]) -> set[str]:
         if self._known_images is None or not posts:
             return set()
-        for attempt in Retrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.2, max=10.0),
-            stop=stop_after_attempt(self._write_attempts),
-            reraise=True,
-        ):
+        for attempt in self._retrying("reading the analysed pictures"):
             with attempt:
                 return self._known_images(posts)
         raise AssertionError("unreachable: tenacity re-raises")
@@ -252,7 +348,7 @@ class Worker:
         try:
             record = post_record(post)
         except ValueError as exc:  # e.g. text the database cannot hold
-            batch.letters.append(_letter(message, reason="invalid_post", detail=str(exc), post=post))
+            batch.letters.append(self._letter(message, reason="invalid_post", detail=str(exc), post=post))
             return None
         batch.originals[post.post_id] = message
         if post.is_link or known:
@@ -264,7 +360,7 @@ class Worker:
         try:
             image = self._decode_image(post.image or b"")
         except Exception as exc:
-            batch.letters.append(_letter(message, reason="image_decode_error", detail=repr(exc), post=post))
+            batch.letters.append(self._letter(message, reason="image_decode_error", detail=repr(exc), post=post))
             return None
         self.stats.seconds["decode"] += time.perf_counter() - t0
         return _Decoded(message=message, post=post, record=record, image=image)
@@ -284,7 +380,7 @@ class Worker:
             if isinstance(result, Exception):
                 log.error("analysis failed for post %s: %r", item.post.post_id, result, exc_info=result)
                 reason = getattr(result, "reason", "analysis_error")
-                batch.letters.append(_letter(item.message, reason=reason, detail=repr(result), post=item.post))
+                batch.letters.append(self._letter(item.message, reason=reason, detail=repr(result), post=item.post))
                 continue
             batch.posts.append(item.record)
             batch.analyses.append(result)
@@ -305,19 +401,13 @@ class Worker:
         self.stats.seconds["write"] += time.perf_counter() - t0
 
     def _write_with_retries(self, posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
-        for attempt in Retrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.2, max=10.0),
-            stop=stop_after_attempt(self._write_attempts),
-            reraise=True,
-        ):
+        for attempt in self._retrying(f"writing {len(posts)} post(s)"):
             with attempt:
                 self._write_batch(posts, analyses)
 
     def _write_one_by_one(self, batch: _Batch) -> None:
         """Isolate the record the database refuses, dead-letter it, and keep the rest."""
         by_image = {a.image_sha256: a for a in batch.analyses}
-        refused: list[DeadLetter] = []
         for post in batch.posts:
             analysis = by_image.pop(post.image_sha256, None)
             try:
@@ -327,9 +417,4 @@ class Worker:
                     raise
                 detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
                 message = batch.originals[post.post_id]
-                refused.append(_letter(message, reason="store_rejected", detail=detail, post=post))
-        if refused:
-            for letter in refused:
-                self._dead_letters.send(letter)
-            self._dead_letters.flush()
-            self.stats.dead_letters["store_rejected"] += len(refused)
+                batch.letters.append(self._letter(message, reason="store_rejected", detail=detail, post=post))

@@ -30,8 +30,13 @@ def start_carspot(*args: str, env: dict[str, str], log: Path) -> subprocess.Pope
 
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
-    """Every record of ``topic`` from the beginning to the current end (no consumer group)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=32 << 20)
+    """Every committed record of ``topic`` from the beginning to the current end (no consumer group)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=32 << 20,
+        isolation_level="read_committed",  # the worker's dead letters are transactional: aborted ones do not count
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
