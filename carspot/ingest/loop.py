@@ -16,7 +16,10 @@ Per post, in this order (cheap and shared checks first, nothing read twice)::
 
 Nothing is lost silently: if ``emit`` or ``reject`` raises (the sink is down) or the loop is interrupted
 mid-post, the claims this post took are released and the exception propagates, so the caller decides
-(retry, exit) and a later run sends the post again. A bug in normalisation costs one post, not the run.
+(retry, exit) and a later run sends the post again. A sink that waits out an outage raises
+:class:`EmitInterrupted` when asked to stop meanwhile: the claims are released the same way and the run ends
+as ``should_stop``. A claim is therefore kept only for a post the sink took (Kafka: acknowledged). A bug in
+normalisation costs one post, not the run.
 
 A ``BrokenRecord`` is rejected as ``"broken_record"``, claimed like a post so a replay does not dead-letter it
 again: under its ``post_id`` when it has one, else under ``"broken:" + sha256(source, ref, raw line)``.
@@ -43,6 +46,10 @@ logger = logging.getLogger("carspot.ingest.loop")
 BROKEN_RECORD = "broken_record"
 INTERNAL_ERROR = "internal_error"
 UNREADABLE = "unreadable"
+
+
+class EmitInterrupted(Exception):
+    """Raised by ``emit`` or ``reject`` that gave up waiting for its sink because the run was asked to stop."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,10 +158,16 @@ def run_ingest(
                 stats.stop_reason = "exhausted"
                 break
             stats.seen += 1
-            if isinstance(item, BrokenRecord):
-                ingest.broken(item)
-            else:
-                ingest.post(item)
+            try:
+                if isinstance(item, BrokenRecord):
+                    ingest.broken(item)
+                else:
+                    ingest.post(item)
+            except EmitInterrupted as exc:  # its claims are released: a later run sends it
+                logger.info("stopped while waiting for the sink: %s", exc)
+                stats.seen -= 1
+                stats.stop_reason = "should_stop"
+                break
             stats.dedup_degraded = stats.dedup_degraded or dedup.degraded
             now = monotonic()
             if now - last_progress >= progress_interval_s:
@@ -360,4 +373,4 @@ def _summary(stats: IngestStats) -> str:
     )
 
 
-__all__ = ["IngestStats", "IngestedPost", "Rejection", "run_ingest"]
+__all__ = ["EmitInterrupted", "IngestStats", "IngestedPost", "Rejection", "run_ingest"]

@@ -168,14 +168,21 @@ def ingest(
 
 
 def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str | None) -> None:
+    from carspot.ingest.loop import EmitInterrupted, IngestStats
     from carspot.pipeline.app import ingest_posts, open_source
     from carspot.pipeline.kafka_io import kafka_emitter
     from carspot.pipeline.lifecycle import install_stop_handlers
 
     posts = open_source(source, settings=s)
-    producer, emitter = kafka_emitter(s, mode=mode)
     stopping = threading.Event()
     install_stop_handlers(stopping.set)
+    # every post waits for Kafka's acknowledgement (and through outages) before its claim is kept
+    try:
+        producer, emitter = kafka_emitter(s, mode=mode, should_stop=stopping.is_set)
+    except EmitInterrupted as exc:
+        _print_json(IngestStats(stop_reason="should_stop"))
+        typer.echo(f"ingest: {exc}", err=True)
+        return
     try:
         stats = ingest_posts(
             s,
@@ -185,8 +192,7 @@ def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str 
             max_posts=max_posts,
         )
     finally:
-        emitter.flush()
-        producer.close()
+        producer.close(timeout=10)  # everything sent was acknowledged; never hang on a broker that is away
     _print_json(stats)
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from carspot.ingest.loop import EmitInterrupted
 from carspot.pipeline.deadletter import DeadLetter
 from carspot.pipeline.ingesting import SinkEmitter
 from carspot.pipeline.ports import CommitFailed, Incoming
@@ -21,6 +22,7 @@ from carspot.pipeline.settings import Settings
 log = logging.getLogger("carspot.pipeline.kafka")
 
 _HEADROOM = 64 << 10  # message header and record overhead on top of the image
+_WAIT_LOG_INTERVAL_S = 5.0  # how often a send waiting out an outage says so
 
 
 class DeliveryError(RuntimeError):
@@ -35,6 +37,10 @@ def make_producer(
     transactional_id: str | None = None,
     client_id: str = "carspot-ingest",
     transaction_timeout_ms: int = 60_000,
+    linger_ms: int = 5,
+    max_block_ms: int = 60_000,
+    delivery_timeout_ms: int = 120_000,
+    request_timeout_ms: int = 30_000,
 ) -> KafkaProducer:
     """Idempotent producer, acks from all in-sync replicas, raised request size for images."""
     return KafkaProducer(
@@ -42,10 +48,12 @@ def make_producer(
         acks="all",
         enable_idempotence=True,
         compression_type=compression,
-        linger_ms=5,
+        linger_ms=linger_ms,
         max_request_size=max_message_bytes + _HEADROOM,
         batch_size=256 << 10,
-        delivery_timeout_ms=120_000,
+        delivery_timeout_ms=delivery_timeout_ms,
+        request_timeout_ms=request_timeout_ms,
+        max_block_ms=max_block_ms,
         client_id=client_id,
         transactional_id=transactional_id,
         transaction_timeout_ms=transaction_timeout_ms,
@@ -53,17 +61,75 @@ def make_producer(
 
 
 class KafkaSender:
-    """Sends to one topic and keeps the futures, so ``flush`` can tell whether everything was acknowledged."""
+    """Sends to one topic. With ``acked=True`` every send waits for Kafka's acknowledgement (one message in
+    flight: the ingest loop keeps a post's de-duplication claim only once ``send`` returns, so a post Kafka
+    lost is never taken for sent) and waits out an outage, sending again with capped backoff and a warning
+    each time, until acknowledged or ``should_stop()`` (then :class:`EmitInterrupted`). Otherwise the futures
+    are kept and ``flush`` tells whether everything was acknowledged."""
 
-    def __init__(self, *, producer: KafkaProducer, topic: str) -> None:
+    def __init__(
+        self,
+        *,
+        producer: KafkaProducer,
+        topic: str,
+        acked: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+        backoff_max_s: float = 30.0,
+        ack_poll_s: float = 0.5,
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._pending: list[FutureRecordMetadata] = []
+        self._acked = acked
+        self._should_stop = should_stop
+        self._backoff_max_s = backoff_max_s
+        self._ack_poll_s = ack_poll_s
 
     def _send(self, *, key: bytes, value: bytes) -> None:
-        self._pending.append(self._producer.send(self._topic, key=key, value=value))
-        if len(self._pending) >= 10_000:
-            self.flush()
+        if not self._acked:
+            self._pending.append(self._producer.send(self._topic, key=key, value=value))
+            if len(self._pending) >= 10_000:
+                self.flush()
+            return
+        attempt = 0
+        while (error := self._send_acked(key, value)) is not None:
+            attempt += 1
+            wait = min(self._backoff_max_s, 0.5 * 2 ** min(attempt, 10))
+            log.warning(
+                "Kafka did not acknowledge a message to %s (attempt %d: %r); sending it again in %.1f s",
+                self._topic,
+                attempt,
+                error,
+                wait,
+            )
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                self._stop_if_asked()
+                time.sleep(min(self._ack_poll_s, max(0.0, deadline - time.monotonic())))
+
+    def _send_acked(self, key: bytes, value: bytes) -> BaseException | None:
+        """None once acknowledged, else why not (the caller waits and sends again)."""
+        try:
+            future = self._producer.send(self._topic, key=key, value=value)
+        except KafkaTimeoutError as exc:  # no metadata or a full buffer within max_block_ms: the broker is away
+            return exc
+        started = last_said = time.monotonic()
+        while True:
+            try:
+                future.get(timeout=self._ack_poll_s)
+                return None
+            except KafkaError as exc:
+                if future.is_done:  # failed (e.g. expired after the delivery timeout)
+                    return exc
+                self._stop_if_asked()  # still in flight: a stop request must not wait for the delivery timeout
+                if time.monotonic() - last_said >= _WAIT_LOG_INTERVAL_S:
+                    last_said = time.monotonic()
+                    waited = last_said - started
+                    log.warning("waiting %.0f s for Kafka to acknowledge a message to %s", waited, self._topic)
+
+    def _stop_if_asked(self) -> None:
+        if self._should_stop():
+            raise EmitInterrupted(f"stopped before Kafka acknowledged a message to {self._topic}")
 
     def flush(self) -> None:
         """Block until every message sent so far is acknowledged; raise if any was not."""
@@ -220,16 +286,49 @@ class KafkaBatchOutcome:
             producer.close(timeout=5)
 
 
-def kafka_emitter(settings: Settings, *, mode: str | None = None) -> tuple[KafkaProducer, SinkEmitter]:
-    """One producer for the posts and the dead letters of an ingest process, and the emitter over it."""
-    producer = make_producer(
-        bootstrap=settings.kafka_bootstrap,
-        max_message_bytes=settings.kafka_max_message_bytes,
-        compression=settings.kafka_compression,
-    )
+def _connect_waiting(
+    connect: Callable[[], KafkaProducer], *, should_stop: Callable[[], bool], backoff_max_s: float = 30.0
+) -> KafkaProducer:
+    """``connect()`` until the broker answers (a producer cannot even start without one), with capped backoff
+    and a warning each attempt; :class:`EmitInterrupted` if asked to stop meanwhile."""
+    attempt = 0
+    while True:
+        try:
+            return connect()
+        except KafkaError as exc:
+            attempt += 1
+            wait = min(backoff_max_s, 0.5 * 2 ** min(attempt, 10))
+            log.warning("Kafka is not reachable (attempt %d: %r); trying again in %.1f s", attempt, exc, wait)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if should_stop():
+                raise EmitInterrupted("stopped before Kafka was reachable")
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def kafka_emitter(
+    settings: Settings, *, mode: str | None = None, should_stop: Callable[[], bool] | None = None
+) -> tuple[KafkaProducer, SinkEmitter]:
+    """One producer for the posts and the dead letters of an ingest process, and the emitter over it.
+
+    With ``should_stop`` every message waits for its acknowledgement and through outages (``KafkaSender``),
+    so the ingest loop keeps a claim only for what Kafka has; without, sends are batched until ``flush``."""
+    acked = should_stop is not None
+    stop = should_stop or (lambda: False)
+
+    def connect() -> KafkaProducer:
+        return make_producer(
+            bootstrap=settings.kafka_bootstrap,
+            max_message_bytes=settings.kafka_max_message_bytes,
+            compression=settings.kafka_compression,
+            linger_ms=0 if acked else 5,  # one message in flight: nothing to batch with
+            max_block_ms=10_000 if acked else 60_000,  # a send blocked on a missing broker re-checks for a stop
+        )
+
+    producer = _connect_waiting(connect, should_stop=stop) if acked else connect()
     emitter = SinkEmitter(
-        posts=KafkaPostSink(producer=producer, topic=settings.posts_topic),
-        dead_letters=KafkaDeadLetterSink(producer=producer, topic=settings.dlq_topic),
+        posts=KafkaPostSink(producer=producer, topic=settings.posts_topic, acked=acked, should_stop=stop),
+        dead_letters=KafkaDeadLetterSink(producer=producer, topic=settings.dlq_topic, acked=acked, should_stop=stop),
         mode=mode,
     )
     return producer, emitter
