@@ -193,29 +193,31 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
             min_box_area=settings.detector_min_box_area,
         ),
     }
-    if classifier is not None:
-        modes[AnalysisMode.STANDARD.value] = standard_mode(classifier=classifier)
-        if hasattr(classifier(), "predict_regions"):
-            from carspot.detector.proposals import ProposalFilters, load_proposer
+    if classifier is not None and hasattr(classifier(), "predict_regions"):  # both need the car check
+        modes[AnalysisMode.STANDARD.value] = standard_mode(
+            classifier=classifier, whole_image_threshold=settings.whole_image_car_threshold
+        )
+        from carspot.detector.proposals import ProposalFilters, load_proposer
 
-            modes[AnalysisMode.REGION_SEARCH.value] = region_search_mode(
-                propose=load_proposer(
-                    backend=settings.proposal_backend,
-                    max_side=settings.proposal_max_side,
-                    mode=settings.proposal_mode,
-                    filters=ProposalFilters(max_count=settings.proposal_max_count),
-                    num_threads=None,
-                ),
-                proposer_name=f"selective-search-{settings.proposal_backend}",
-                classifier=classifier,  # type: ignore[arg-type]
-                car_threshold=settings.region_car_threshold,
-                max_regions=settings.region_max_regions,
-                screen_count=settings.region_screen_count,
-                screen_size=settings.region_screen_size,
-                screen_threshold=settings.region_screen_threshold,
-                whole_image=settings.region_whole_image,
-                whole_image_threshold=settings.whole_image_car_threshold,
-            )
+        modes[AnalysisMode.REGION_SEARCH.value] = region_search_mode(
+            propose=load_proposer(
+                backend=settings.proposal_backend,
+                max_side=settings.proposal_max_side,
+                mode=settings.proposal_mode,
+                filters=ProposalFilters(max_count=settings.proposal_max_count),
+                num_threads=None,
+            ),
+            proposer_name=f"selective-search-{settings.proposal_backend}",
+            classifier=classifier,  # type: ignore[arg-type]
+            car_threshold=settings.region_car_threshold,
+            max_regions=settings.region_max_regions,
+            screen_count=settings.region_screen_count,
+            screen_size=settings.region_screen_size,
+            screen_threshold=settings.region_screen_threshold,
+            whole_image=settings.region_whole_image,
+            whole_image_threshold=settings.whole_image_car_threshold,
+            max_inside=settings.region_max_inside,
+        )
     if settings.mode.value not in modes:
         raise ConfigError(f"mode {settings.mode.value!r} is not available here; available: {sorted(modes)}")
     if settings.blas_threads:

@@ -96,15 +96,38 @@ def test_detector_mode_without_cars_has_no_brands_and_does_not_call_the_classifi
 
 
 def test_standard_mode_classifies_the_whole_image() -> None:
-    model = SizeClassifier()
+    model = CarnessClassifier()
     analysis = Analysis(modes={"standard": standard_mode(classifier=lambda: model)}, default_mode="standard")
     record = analysis(post(), IMAGE)
     assert model.calls == [[(100, 200)]]
     assert record.regions == () and [b.make for b in record.brands] == ["Big", "Audi", "BMW"]
 
 
+def test_standard_mode_gives_no_brand_to_an_image_the_car_check_refutes() -> None:
+    model = CarnessClassifier()
+    analysis = Analysis(modes={"standard": standard_mode(classifier=lambda: model)}, default_mode="standard")
+    narrow = np.zeros((100, 20, 3), np.uint8)  # 20 px wide: not a car for this fake
+    record = analysis(post(), narrow)
+    assert model.calls == [[(100, 20)]]  # classified, then refused
+    assert record.regions == () and record.brands == ()
+
+
+@pytest.mark.parametrize(("threshold", "kept"), [(WHOLE_IMAGE_CAR_THRESHOLD, True), (0.5, False)])
+def test_standard_mode_holds_the_whole_image_to_the_whole_image_car_threshold(threshold: float, kept: bool) -> None:
+    model = DoubtfulCarness(0.2)
+    runner = standard_mode(classifier=lambda: model, whole_image_threshold=threshold)
+    record = Analysis(modes={"standard": runner}, default_mode="standard")(post(), IMAGE)
+    assert bool(record.brands) is kept
+
+
+def test_standard_mode_needs_a_brand_model_with_a_car_check() -> None:
+    analysis = Analysis(modes={"standard": standard_mode(classifier=SizeClassifier)}, default_mode="standard")
+    with pytest.raises(UnsupportedMode, match="standard"):
+        analysis(post(), IMAGE)
+
+
 def test_a_post_can_ask_for_another_mode_and_an_unknown_mode_is_refused() -> None:
-    model = SizeClassifier()
+    model = CarnessClassifier()
     analysis = Analysis(
         modes={
             "standard": standard_mode(classifier=lambda: model),
@@ -216,6 +239,21 @@ def test_region_search_can_verify_the_whole_image_too() -> None:
     assert record.brands[0].make == "Big"
 
 
+def test_region_search_counts_a_car_found_by_a_proposal_and_by_the_whole_image_once() -> None:
+    model, record = run_region_search([[20, 10, 180, 90]], whole_image=True)
+    assert [len(c) for c in model.calls] == [2]
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(20, 10, 180, 90)]  # the proposal, once
+    assert record.brands[0].make == "Big"
+
+
+def test_region_search_drops_a_car_part_inside_a_more_likely_car() -> None:
+    boxes = [[100, 20, 190, 90], [110, 40, 150, 90]]  # a car and its front, 40 px wide: both "cars" to the fake
+    _, every_part = run_region_search(boxes)
+    _, whole_cars = run_region_search(boxes, max_inside=0.8)
+    assert len(every_part.regions) == 2
+    assert [(r.x1, r.x2) for r in whole_cars.regions] == [(100, 190)]
+
+
 def test_detector_mode_verifies_the_whole_image_in_the_same_batch_as_the_boxes() -> None:
     model = CarnessClassifier()  # a crop wider than 30 px is a car
     runner = detector_mode(
@@ -223,8 +261,60 @@ def test_detector_mode_verifies_the_whole_image_in_the_same_batch_as_the_boxes()
     )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(model.calls) == 1 and model.calls[0][0] == (100, 200)  # one batch, the whole image first
-    assert (0.0, 0.0, 200.0, 100.0) in {(r.x1, r.y1, r.x2, r.y2) for r in record.regions}
-    assert len(record.regions) == 3
+    assert [(r.x1, r.x2) for r in record.regions] == [(100.0, 190.0), (10.0, 60.0)]  # the boxes' cars, once each
+
+
+def one_frame_filling_car(image: np.ndarray) -> Detections:
+    return Detections(
+        xyxy=np.array([[20, 10, 180, 90]], np.float32),
+        confidence=np.array([0.8], np.float32),
+        class_id=np.array([2], np.int32),
+        labels=("car",),
+    )
+
+
+class WholeImageKnowsBest(CarnessClassifier):
+    """Names the make only from the whole image (200 px wide): a box's crop shows it less well."""
+
+    def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        self.calls.append([c.shape[:2] for c in crops])
+        return [[("Spyker", 0.8), ("Audi", 0.1)] if c.shape[1] == 200 else [("Audi", 0.4), ("BMW", 0.3)] for c in crops]
+
+
+def test_a_car_found_by_the_detector_and_by_the_whole_image_check_is_one_car_region() -> None:
+    model = WholeImageKnowsBest()
+    runner = detector_mode(
+        **NO_FLOOR, detect=one_frame_filling_car, detector_name="fake", classifier=lambda: model, whole_image=True
+    )
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(20, 10, 180, 90)]  # the detector's box, once
+    assert [b.make for b in record.regions[0].brands] == ["Audi", "BMW"]
+    assert [b.make for b in record.brands] == ["Spyker", "Audi", "BMW"]  # the whole image still names the make
+
+
+def test_the_whole_image_is_the_car_region_when_the_detector_found_no_box() -> None:
+    model = WholeImageKnowsBest()
+    runner = detector_mode(
+        **NO_FLOOR,
+        detect=lambda image: Detections.empty(),
+        detector_name="fake",
+        classifier=lambda: model,
+        whole_image=True,
+    )
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(0, 0, 200, 100)]
+    assert record.regions[0].score == pytest.approx(0.9)  # its P(car)
+    assert [b.make for b in record.brands] == [b.make for b in record.regions[0].brands] == ["Spyker", "Audi"]
+
+
+def test_a_whole_image_that_fails_its_car_check_gives_no_brands_beside_the_boxes() -> None:
+    model = CarnessByWidth({200: WHOLE_IMAGE_CAR_THRESHOLD / 2, SMALL_BOX_WIDTH: 0.9, BIG_BOX_WIDTH: 0.9})
+    runner = detector_mode(
+        **NO_FLOOR, detect=two_cars, detector_name="fake", classifier=lambda: model, whole_image=True
+    )
+    record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert len(record.regions) == 2
+    assert [b.make for b in record.brands] == ["Big", "Small", "Audi", "BMW"]
 
 
 def test_detector_mode_drops_a_whole_image_that_is_not_a_car() -> None:
@@ -295,9 +385,10 @@ def test_detector_mode_checks_boxes_and_the_whole_image_each_against_its_own_thr
     )
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert model.calls[0][0] == (100, 200)  # the whole image first, in the same pass
-    found = [(r.x1, r.x2, r.score) for r in record.regions]  # most confident first
-    assert found == [(10.0, 60.0, 0.5), (0.0, 200.0, pytest.approx(0.2))]
+    found = [(r.x1, r.x2, r.score) for r in record.regions]  # the box its car check kept, the whole image a witness
+    assert found == [(10.0, 60.0, 0.5)]
     assert record.regions[0].brands[0].make == "Small"
+    assert [b.make for b in record.brands][:2] == ["Big", "Small"]  # the whole image's top-5 (200 px: "Big")
 
 
 def test_detector_mode_with_a_zero_box_threshold_keeps_what_the_detector_found() -> None:
@@ -412,7 +503,7 @@ def test_a_failing_image_in_a_batch_gets_its_error_and_the_others_their_analyses
     assert [len(c) for c in model.calls] == [4]
 
 
-class RefusesNarrowCrops(SizeClassifier):
+class RefusesNarrowCrops(CarnessClassifier):
     def predict(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
         if any(c.shape[1] < 10 for c in crops):
             raise ValueError("crop too narrow")
@@ -431,8 +522,8 @@ def test_when_the_joint_classifier_call_fails_each_image_is_retried_alone_to_iso
 def test_one_batch_is_analysed_by_one_model_version_even_while_a_promotion_swaps_it() -> None:
     versions = iter(["v1", "v2", "v3"])
 
-    def current() -> SizeClassifier:
-        model = SizeClassifier()
+    def current() -> CarnessClassifier:
+        model = CarnessClassifier()
         model.version = next(versions)
         return model
 

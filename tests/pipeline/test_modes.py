@@ -67,7 +67,7 @@ def test_each_mode_gives_a_valid_top5_on_every_scene(
         assert record.mode == mode
         brands = record.brands
         if mode == "standard":
-            assert len(brands) == 5, scene.name
+            assert len(brands) in (0, 5), scene.name  # none when the whole image fails the car check
         assert len(brands) <= 5
         assert [b.rank for b in brands] == list(range(1, len(brands) + 1)), scene.name
         assert all(0.0 <= b.score <= 1.0 and b.make in labels for b in brands), scene.name
@@ -97,6 +97,24 @@ def test_the_detector_mode_finds_a_car_photo_the_detector_misses_and_the_car_hea
     assert make in [b.make for b in record.brands]
 
 
+SINGLE_CAR_PHOTOS = ("00001.jpg", "00055.jpg", "00082.jpg", "00109.jpg", "00163.jpg", "00190.jpg", "00217.jpg")
+"""Stanford Cars photos of one car each (every 27th row of labels.csv, bench/cars.py's selection) that CenterNet
+boxes and whose whole image passed the car check as well: each counted two cars before."""
+
+
+@pytest.mark.parametrize("name", SINGLE_CAR_PHOTOS)
+def test_a_single_car_photo_is_one_car_region_however_many_checks_found_it(
+    analysis: Analysis, shared_dir: Path, name: str
+) -> None:
+    image = rgb(shared_dir / "data" / "stanford-cars" / "images" / name)
+    record = analysis(post_for(image, "detector"), image)
+    assert len(record.regions) == 1
+    height, width = image.shape[:2]
+    box = record.regions[0]
+    assert (box.x2 - box.x1) * (box.y2 - box.y1) > 0.5 * width * height  # the car, not a part of it
+    assert len(record.brands) == 5
+
+
 def test_the_default_detector_counts_a_pickup_it_calls_a_truck_as_a_car(analysis: Analysis, shared_dir: Path) -> None:
     # a by-model validation HUMMER H3T Crew Cab (a pickup): CenterNet sees a COCO "truck", no "car"
     image = rgb(shared_dir / "data" / "stanford-cars" / "images" / "02026.jpg")
@@ -105,9 +123,9 @@ def test_the_default_detector_counts_a_pickup_it_calls_a_truck_as_a_car(analysis
     assert trucks and "HUMMER" in [b.make for b in trucks[0].brands]
 
 
-@pytest.mark.parametrize("mode", ["detector", "region-search"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", ["horses.jpg", "kite.jpg", "person.jpg", "street-000230.jpg"])
-def test_scenes_without_a_car_get_no_brands_in_the_modes_that_look_for_cars(
+def test_scenes_without_a_car_get_no_brands_in_any_mode(
     analysis: Analysis, scenes_dir: Path, name: str, mode: str
 ) -> None:
     image = rgb(scenes_dir / name)
