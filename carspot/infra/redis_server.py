@@ -1,4 +1,6 @@
-"""Redis from Debian's redis-server package: in memory only (de-duplication keys are disposable), loopback."""
+"""Redis from Debian's redis-server package on loopback, with an append-only file under ROOT/redis: the
+de-duplication claims must survive a restart, or a replay after one would send every post again (as the
+docker-compose service does)."""
 
 from __future__ import annotations
 
@@ -44,14 +46,16 @@ def redis_url(*, port: int, host: str = LOOPBACK) -> str:
 
 
 def command(binary: str, paths: RedisPaths, *, port: int, host: str = LOOPBACK) -> list[str]:
-    """The redis-server argv: no persistence, no daemonizing (we keep the pid), logs under ROOT/redis."""
+    """The redis-server argv: AOF persistence (fsync every second), no daemonizing (we keep the pid), data and
+    logs under ROOT/redis."""
     return [
         binary,
         "--bind", host,
         "--port", str(port),
         "--dir", str(paths.home),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
         "--daemonize", "no",
         "--protected-mode", "yes",
         "--logfile", str(paths.log),

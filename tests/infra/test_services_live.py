@@ -21,7 +21,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from carspot.infra import postgres, services, state
+from carspot.infra import postgres, redis_server, services, state
 from carspot.infra.procs import is_alive
 from carspot.infra.services import Endpoints, ServiceStartError
 
@@ -152,8 +152,24 @@ def test_redis_answers_ping(running: Running) -> None:
         config = client.config_get("*")
         assert isinstance(config, dict)
         assert config["bind"] == "127.0.0.1"
-        assert config["save"] == ""
-        assert config["appendonly"] == "no"
+        assert config["appendonly"] == "yes"
+    finally:
+        client.close()
+
+
+def test_redis_keeps_its_keys_across_a_restart(running: Running) -> None:
+    """De-duplication claims survive a Redis restart (issue 24, defect 9): an append-only file."""
+    client = redis.Redis.from_url(running.endpoints.redis_url, socket_timeout=5)
+    try:
+        client.set("carspot:test:claim", "1")
+    finally:
+        client.close()
+    st = state.load(running.root)
+    assert st.redis is not None and redis_server.stop(st.redis)
+    services.up(root=running.root, topics=TOPICS)
+    client = redis.Redis.from_url(running.endpoints.redis_url, socket_timeout=5)
+    try:
+        assert client.get("carspot:test:claim") == b"1"
     finally:
         client.close()
 
