@@ -28,7 +28,7 @@ from carspot.pipeline.analysis import (
 from carspot.pipeline.message import Post
 from carspot.pipeline.models import CurrentClassifier
 from carspot.pipeline.settings import AnalysisMode, Settings
-from carspot.pipeline.worker import BatchWriter, KnownImages
+from carspot.pipeline.worker import BatchWriter, KnownImages, StoredPosts
 
 log = logging.getLogger("carspot.pipeline.app")
 
@@ -234,16 +234,27 @@ class StoreAccess:
 
     write_batch: BatchWriter
     known_images: KnownImages
+    stored_posts: StoredPosts
 
 
 def open_store(database_url: str, *, mode_for: Callable[[Post], str]) -> StoreAccess:
-    """An engine on the (migrated) database and the two callables the worker is given."""
+    """An engine on the (migrated) database and the callables the worker is given."""
+    from sqlalchemy import select
+
     from carspot.store.engine import create_engine_for
     from carspot.store.queries import analysed_images
+    from carspot.store.tables import Post as PostRow
     from carspot.store.writer import AnalysisStore
 
     engine = create_engine_for(database_url)
     store = AnalysisStore(engine)
+
+    def stored_posts(post_ids: Sequence[str]) -> dict[str, str]:
+        if not post_ids:
+            return {}
+        stmt = select(PostRow.post_id, PostRow.image_sha256).where(PostRow.post_id.in_(sorted(set(post_ids))))
+        with engine.connect() as conn:
+            return {str(post_id): str(sha) for post_id, sha in conn.execute(stmt)}
 
     def known_images(posts: Sequence[Post]) -> set[str]:
         wanted = {post.post_id: (post.image_sha256, mode_for(post)) for post in posts}
@@ -253,4 +264,5 @@ def open_store(database_url: str, *, mode_for: Callable[[Post], str]) -> StoreAc
     return StoreAccess(
         write_batch=lambda posts, analyses: store.write_batch(posts=posts, analyses=analyses),
         known_images=known_images,
+        stored_posts=stored_posts,
     )

@@ -234,6 +234,7 @@ def worker(
         decode_image=decode_jpeg_rgb,
         write_batch=store.write_batch,
         known_images=store.known_images,
+        stored_posts=store.stored_posts,
         batch_max_messages=s.batch_max_messages,
         batch_max_seconds=s.batch_max_seconds,
         analysis_batch_images=s.analysis_batch_images,

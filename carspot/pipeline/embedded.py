@@ -81,6 +81,7 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
         decode_image=decode_jpeg_rgb,
         write_batch=store.write_batch,
         known_images=store.known_images,
+        stored_posts=store.stored_posts,
         batch_max_messages=settings.batch_max_messages,
         batch_max_seconds=settings.batch_max_seconds,
         analysis_batch_images=settings.analysis_batch_images,

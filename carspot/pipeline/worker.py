@@ -49,6 +49,11 @@ ImageDecoder = Callable[[bytes], np.ndarray]
 BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
 KnownImages = Callable[[Sequence[Post]], set[str]]
 """Given a batch's posts, the post ids whose picture already has an analysis in the mode they ask for."""
+StoredPosts = Callable[[Sequence[str]], dict[str, str]]
+"""Given post ids, those already stored, with the sha256 of their picture."""
+POST_ID_CONFLICT = "post_id_conflict"
+"""A post id already stored (or earlier in the batch) with another picture: the first one wins, this one is
+dead-lettered (de-duplication at ingest misses it when Redis is down)."""
 
 
 @dataclass
@@ -156,6 +161,7 @@ class Worker:
         backoff_max_s: float = 30.0,
         known_images: KnownImages | None = None,
         outcome: BatchOutcome | None = None,
+        stored_posts: StoredPosts | None = None,
         max_original_bytes: int = 1 << 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -182,6 +188,7 @@ class Worker:
         if (dead_letters is None) == (outcome is None):
             raise ValueError("give either dead_letters or outcome")
         self._outcome = outcome
+        self._stored_posts = stored_posts
         self._max_original_bytes = max_original_bytes
         self._clock = clock
         self._stopping = threading.Event()
@@ -287,6 +294,7 @@ class Worker:
             except DecodeError as exc:
                 decoded.append(exc)
         known = self._known([p for p in decoded if isinstance(p, Post) and not p.is_link])
+        pictures = self._stored([p.post_id for p in decoded if isinstance(p, Post)])  # post id -> its sha256
         waiting: list[_Decoded] = []
         for index, (message, post) in enumerate(zip(messages, decoded, strict=True)):
             where = (message.topic, message.partition)
@@ -296,6 +304,10 @@ class Worker:
             if isinstance(post, DecodeError):
                 reason = "invalid_post" if isinstance(post, InvalidPost) else "decode_error"
                 batch.letters.append(self._letter(message, reason=reason, detail=str(post)))
+            elif pictures.setdefault(post.post_id, post.image_sha256) != post.image_sha256:
+                first = pictures[post.post_id]
+                detail = f"post id already taken by picture {first[:12]}, not {post.image_sha256[:12]}"
+                batch.letters.append(self._letter(message, reason=POST_ID_CONFLICT, detail=detail, post=post))
             else:
                 ready = self._accept(message, post, batch, known=post.post_id in known)
                 if ready is not None:
@@ -340,6 +352,14 @@ class Worker:
         for attempt in self._retrying("reading the analysed pictures"):
             with attempt:
                 return self._known_images(posts)
+        raise AssertionError("unreachable: tenacity re-raises")
+
+    def _stored(self, post_ids: Sequence[str]) -> dict[str, str]:
+        if self._stored_posts is None or not post_ids:
+            return {}
+        for attempt in self._retrying("reading the stored posts"):
+            with attempt:
+                return dict(self._stored_posts(post_ids))
         raise AssertionError("unreachable: tenacity re-raises")
 
     def _accept(self, message: Incoming, post: Post, batch: _Batch, *, known: bool) -> _Decoded | None:
