@@ -100,6 +100,7 @@ def _kpis(view: DashboardView) -> str:
     images = sum(d.images_analyzed for d in view.window_days)
     cars = sum(d.cars for d in view.window_days)
     branded = sum(s.images for s in view.shares)
+    unidentified = sum(d.unidentified for d in view.window_days)
     per_image = f"{cars / images:.2f} cars per image" if images else "no images analysed yet"
     branded_sub = f"{_pct(branded / images)} of images analysed" if images and branded else "awaiting brand classifier"
     label = view.window.label.lower()
@@ -109,6 +110,7 @@ def _kpis(view: DashboardView) -> str:
         + _kpi("Images analysed", _n(images), label, IMAGES_COLOUR)
         + _kpi("Cars detected", _n(cars), per_image, CARS_COLOUR)
         + _kpi("Images with a brand", _n(branded), branded_sub, "#10b981")
+        + _kpi("Unidentified cars", _n(unidentified), "a car, no confident make: not in brand share", "#9ca3af")
         + "</section>"
     )
 

@@ -138,6 +138,7 @@ def create_app(
                 "images_analyzed": sum(d.images_analyzed for d in days),
                 "cars": sum(d.cars for d in days),
                 "images_with_brand": sum(s.images for s in shares),
+                "unidentified": sum(d.unidentified for d in days),
             },
             "latest_analysis_at": latest[0].analyzed_at.isoformat() if latest else None,
         }
@@ -300,7 +301,13 @@ def _share_json(s: BrandShare) -> dict[str, Any]:
 
 
 def _day_json(d: DailyCount) -> dict[str, Any]:
-    return {"day": d.day.isoformat(), "posts": d.posts, "images_analyzed": d.images_analyzed, "cars": d.cars}
+    return {
+        "day": d.day.isoformat(),
+        "posts": d.posts,
+        "images_analyzed": d.images_analyzed,
+        "cars": d.cars,
+        "unidentified": d.unidentified,
+    }
 
 
 def _recent_json(a: RecentAnalysis) -> dict[str, Any]:

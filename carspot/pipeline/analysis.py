@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar, cast
 
@@ -512,15 +512,37 @@ def _classify(group: Sequence[_Prepared]) -> list[tuple[list[TopK], np.ndarray] 
     return answers
 
 
+def mark_unidentified(
+    regions: Sequence[RegionRecord], brands: Sequence[BrandScore], *, min_confidence: float
+) -> tuple[tuple[RegionRecord, ...], bool]:
+    """The regions, each marked unidentified when its best make's probability is below ``min_confidence``, and
+    whether the image is (its best make over every region below it). Without brands nothing is unidentified:
+    no car was found."""
+
+    def doubted(top: Sequence[BrandScore]) -> bool:
+        return bool(top) and min(top, key=lambda b: b.rank).score < min_confidence
+
+    marked = tuple(replace(r, unidentified=doubted(r.brands)) for r in regions)
+    return marked, doubted(brands)
+
+
 class Analysis:
     """``analyse_batch([(post, image), …])`` -> per image its analysis (or the error that stopped it), each in
-    the post's mode or the default one; ``analysis(post, image)`` for one image."""
+    the post's mode or the default one; ``analysis(post, image)`` for one image.
 
-    def __init__(self, *, modes: Mapping[str, ModeRunner], default_mode: str) -> None:
+    ``min_brand_confidence``: an image (a region) whose best make's calibrated probability is below it keeps its
+    top-5 but is marked unidentified, a car without a confident make (`mark_unidentified`)."""
+
+    def __init__(
+        self, *, modes: Mapping[str, ModeRunner], default_mode: str, min_brand_confidence: float = 0.0
+    ) -> None:
         if default_mode not in modes:
             raise UnsupportedMode(f"default mode {default_mode!r} has no models (available: {sorted(modes)})")
+        if not 0.0 <= min_brand_confidence <= 1.0:
+            raise ValueError(f"min_brand_confidence must lie in [0, 1], got {min_brand_confidence}")
         self._modes = dict(modes)
         self._default_mode = default_mode
+        self.min_brand_confidence = min_brand_confidence
 
     @property
     def default_mode(self) -> str:
@@ -561,6 +583,9 @@ class Analysis:
                 results[index] = result
                 continue
             post = items[index][0]
+            regions, unidentified = mark_unidentified(
+                result.parts.regions, result.parts.brands, min_confidence=self.min_brand_confidence
+            )
             results[index] = AnalysisRecord(
                 image_sha256=post.image_sha256,
                 width=post.width,
@@ -568,9 +593,10 @@ class Analysis:
                 mode=mode,
                 detector=runner.detector,
                 model_version=result.parts.model_version,
-                regions=result.parts.regions,
+                regions=regions,
                 brands=result.parts.brands,
                 analyzed_at=datetime.now(UTC),
                 duration_ms=result.seconds * 1000.0,
+                unidentified=unidentified,
             )
         return _every_one_set(results)

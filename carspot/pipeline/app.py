@@ -225,7 +225,7 @@ def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = N
 
         # after the models are loaded: numpy and OpenCV each bring their own OpenBLAS; process-wide and kept
         threadpool_limits(limits=settings.blas_threads, user_api="blas")
-    return Analysis(modes=modes, default_mode=settings.mode.value)
+    return Analysis(modes=modes, default_mode=settings.mode.value, min_brand_confidence=settings.min_brand_confidence)
 
 
 @dataclass(frozen=True)

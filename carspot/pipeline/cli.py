@@ -432,10 +432,11 @@ def evaluate(
         int, typer.Option(min=1, help="With --modes: worker processes sharing the images (one per core).")
     ] = 1,
 ) -> None:
-    """Top-1, top-5, macro precision/recall/F1, per-make table, ECE; several modes side by side."""
-    from carspot.classifier.evaluate import evaluate_path
+    """Top-1, top-5, macro precision/recall/F1, per-make table, ECE, cars per image, the coverage / accuracy curve
+    of the brand confidence; several modes side by side."""
     from carspot.pipeline.app import load_analysis
     from carspot.pipeline.evaluation import compare_path
+    from carspot.pipeline.outcomes import evaluate_mode
 
     s = _settings()
     analysis = load_analysis(s)
@@ -448,11 +449,13 @@ def evaluate(
         return
     png = confusion or s.data_dir / "confusion.png"
     png.parent.mkdir(parents=True, exist_ok=True)
-    report = evaluate_path(data, _predictor(analysis, wanted[0]), confusion_png=png, progress=True)
-    typer.echo(report.table())
+    result = evaluate_mode(
+        analysis, data, mode=wanted[0], batch=s.analysis_batch_images, confusion_png=png, progress=True
+    )
+    typer.echo(result.render())
     typer.echo(f"confusion matrix: {png}")
     if json_output:
-        typer.echo(report.to_json())
+        typer.echo(result.to_json())
 
 
 @scenes_app.command("make")

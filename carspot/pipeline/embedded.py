@@ -41,6 +41,7 @@ class RunSummary:
     database: str
     dead_letter_file: Path
     top_makes: tuple[tuple[str, int], ...] = ()  # rank-1 make -> images, over the run's analyses
+    unidentified: int = 0  # images with a car but no confident make, over the run's analyses
 
     def render(self) -> str:
         rejected = sum(self.ingest.rejected.values()) + sum(self.worker.dead_letters.values())
@@ -50,6 +51,8 @@ class RunSummary:
             f"images analysed {self.worker.analyses}  (+{self.worker.links} reposts linked to an analysis)",
             f"cars found      {self.worker.cars}",
             "top makes       " + (", ".join(f"{make} {n}" for make, n in self.top_makes) or "none"),
+            f"unidentified    {self.unidentified}  (images with a car but no make as confident as "
+            "CARSPOT_MIN_BRAND_CONFIDENCE)",
             f"rejected        {rejected}  {dict(self.ingest.rejected + self.worker.dead_letters)}",
             f"time            {self.seconds:.2f} s  ({rate:.1f} images/s)",
             f"results         {self.database}",
@@ -123,13 +126,15 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
     if errors:
         raise RuntimeError("ingest failed") from errors[0]
     finished = datetime.now(UTC)
+    window = {"since": run_started, "until": finished + timedelta(seconds=1)}
     return RunSummary(
         ingest=stats[0],
         worker=worker_stats,
         seconds=time.monotonic() - started,
         database=url,
         dead_letter_file=dead_letters.path,
-        top_makes=top_makes(url, since=run_started, until=finished + timedelta(seconds=1)),
+        top_makes=top_makes(url, **window),
+        unidentified=unidentified_cars(url, **window),
     )
 
 
@@ -144,6 +149,18 @@ def top_makes(url: str, *, since: datetime, until: datetime, limit: int = 5) -> 
     finally:
         engine.dispose()
     return tuple((s.make, s.images) for s in shares if s.images > 0)[:limit]
+
+
+def unidentified_cars(url: str, *, since: datetime, until: datetime) -> int:
+    """The images analysed in the window with a car but no confident make (the dashboard counts them apart)."""
+    from carspot.store.engine import create_engine_for
+    from carspot.store.queries import unidentified_images
+
+    engine = create_engine_for(url)
+    try:
+        return unidentified_images(engine, since=since, until=until)
+    finally:
+        engine.dispose()
 
 
 def analyze_files(*, settings: Settings, paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -182,10 +199,14 @@ def analyze_files(*, settings: Settings, paths: Sequence[Path]) -> list[dict[str
                         "score": round(r.score, 4),
                         "label": r.label,
                         "brands": [{"make": b.make, "score": b.score} for b in r.brands],
+                        "confidence": r.confidence,
+                        "unidentified": r.unidentified,
                     }
                     for r in record.regions
                 ],
                 "brands": [{"make": b.make, "score": b.score} for b in record.brands],
+                "confidence": record.confidence,
+                "unidentified": record.unidentified,
             }
         )
     return results

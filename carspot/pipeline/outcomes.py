@@ -6,15 +6,19 @@ the "cars detected" a dashboard shows, and a top-5 is what brand share counts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from carspot.classifier.evaluate import TopK
+from carspot.classifier.data import load_image, load_samples
+from carspot.classifier.evaluate import EvaluationReport, TopK, report_from_predictions
 from carspot.pipeline.analysis import Analysis, analyse_images
+from carspot.pipeline.coverage import CoveragePoint, coverage_curve, curve_to_json, render_curve
 
 
 @dataclass(frozen=True)
@@ -82,4 +86,68 @@ def count_cars(outcomes: Sequence[ImageOutcome]) -> CarCount:
         none=sum(c == 0 for c in cars),
         one=sum(c == 1 for c in cars),
         several=sum(c > 1 for c in cars),
+    )
+
+
+@dataclass(frozen=True)
+class ModeEvaluation:
+    """`carspot evaluate` in one mode: the paper's numbers, the cars counted, and the coverage / accuracy curve
+    with the threshold the analysis uses."""
+
+    report: EvaluationReport
+    cars: CarCount
+    curve: tuple[CoveragePoint, ...]
+    min_brand_confidence: float
+
+    def render(self) -> str:
+        chosen = self.min_brand_confidence
+        return "\n".join(
+            [
+                self.report.table(),
+                self.cars.render(),
+                f"coverage / accuracy by the best make's confidence (now {chosen:g}: below it, an unidentified car)",
+                render_curve(self.curve, chosen=chosen),
+            ]
+        )
+
+    def to_json(self) -> str:
+        """One line: the report's fields, then ``cars``, ``coverage`` and ``min_brand_confidence``."""
+        return json.dumps(
+            {
+                **self.report.to_dict(),
+                "cars": self.cars.to_dict(),
+                "coverage": curve_to_json(self.curve),
+                "min_brand_confidence": self.min_brand_confidence,
+            },
+            separators=(",", ":"),
+        )
+
+
+def evaluate_mode(
+    analysis: Analysis,
+    data: Path,
+    *,
+    mode: str,
+    batch: int = 8,
+    confusion_png: Path | None = None,
+    progress: bool = False,
+) -> ModeEvaluation:
+    """The labelled photos under ``data`` (folder per make, or CSV ``path, make``) analysed in ``mode`` as the
+    worker analyses them, scored."""
+    samples = load_samples(data)
+    images: Iterable[np.ndarray] = (load_image(s.path) for s in samples)
+    if progress:
+        from tqdm import tqdm
+
+        images = tqdm(images, total=len(samples), desc="evaluate", unit="img")
+    outcomes = list(analyse_outcomes(analysis, mode=mode, images=images, batch=batch))
+    truth, tops = [s.make for s in samples], [o.top for o in outcomes]
+    report = report_from_predictions(truth, tops)
+    if confusion_png is not None:
+        report.save_confusion_png(confusion_png)
+    return ModeEvaluation(
+        report=report,
+        cars=count_cars(outcomes),
+        curve=coverage_curve(truth, tops),
+        min_brand_confidence=analysis.min_brand_confidence,
     )

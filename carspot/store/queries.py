@@ -3,7 +3,9 @@
 Each takes an Engine, a Connection or a Session, so a dashboard request can run several on one connection.
 Time windows are half-open ``[since, until)`` with timezone-aware bounds; days are UTC days. Brand counts are
 per image, not per post: a picture reposted a hundred times is one image. When an image has several analyses
-in the window (several modes, or a re-analysis by a newer model), its latest one speaks for it.
+in the window (several modes, or a re-analysis by a newer model), its latest one speaks for it. Brand share
+counts confident makes only: an image marked unidentified (a car, but its best make below the confidence the
+analysis asked for) is counted apart (`unidentified_images`, `DailyCount.unidentified`).
 """
 
 from __future__ import annotations
@@ -73,12 +75,14 @@ class RecentAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class DailyCount:
-    """One UTC day: posts ingested, distinct images analysed, car regions found."""
+    """One UTC day: posts ingested, distinct images analysed, car regions found, and the images whose car got
+    no confident make (unidentified)."""
 
     day: date
     posts: int
     images_analyzed: int
     cars: int
+    unidentified: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +157,13 @@ def brand_share(
     """Brand share over the images analysed in ``[since, until)``, largest first.
 
     Share is of rank-1 brands (each image counts once, for its most confident make), so shares add up to 1;
-    makes that only ever appear at ranks 2-5 are listed with ``images == 0``.
+    makes that only ever appear at ranks 2-5 are listed with ``images == 0``. An image whose latest analysis is
+    unidentified counts for no make (`unidentified_images` counts those).
     """
     _check_window(since, until)
     _check_mode(mode)
-    chosen = _latest_analysis_per_image(since, until, mode)
+    latest = _latest_analysis_per_image(since, until, mode)
+    chosen = select(Analysis.id).where(Analysis.id.in_(latest), Analysis.unidentified.is_(False))
     rank1 = func.count(distinct(case((BrandPrediction.rank == 1, BrandPrediction.analysis_id))))
     top5 = func.count(distinct(BrandPrediction.analysis_id))
     stmt = (
@@ -173,6 +179,16 @@ def brand_share(
         for make, first, any_rank in rows
     ]
     return sorted(shares, key=lambda b: (-b.images, -b.top5_images, b.make))
+
+
+def unidentified_images(session_or_engine: Bind, *, since: datetime, until: datetime, mode: str | None = None) -> int:
+    """Images analysed in ``[since, until)`` whose latest analysis found a car but no confident make."""
+    _check_window(since, until)
+    _check_mode(mode)
+    latest = _latest_analysis_per_image(since, until, mode)
+    stmt = select(func.count()).select_from(Analysis).where(Analysis.id.in_(latest), Analysis.unidentified.is_(True))
+    with _session(session_or_engine) as s:
+        return int(s.execute(stmt).scalar_one())
 
 
 def recent_analyses(session_or_engine: Bind, *, limit: int = 50, mode: str | None = None) -> list[RecentAnalysis]:
@@ -280,7 +296,8 @@ def daily_counts(
     """Per UTC day of ``[since, until)``, every day listed (zeros included) so charts have no gaps.
 
     Images analysed are distinct images; cars are the car regions of those analyses (with several modes in
-    one day an image's cars count once per mode, so pass ``mode`` for a chart of one pipeline).
+    one day an image's cars count once per mode, so pass ``mode`` for a chart of one pipeline); unidentified are
+    the distinct images with an analysis marked unidentified.
     """
     _check_window(since, until)
     _check_mode(mode)
@@ -289,8 +306,9 @@ def daily_counts(
         select(post_day, func.count()).where(Post.ingested_at >= since, Post.ingested_at < until).group_by(post_day)
     )
     analysis_day = _utc_day(Analysis.analyzed_at)
+    unidentified = func.count(distinct(case((Analysis.unidentified.is_(True), Analysis.image_sha256))))
     analyses_stmt = (
-        select(analysis_day, func.count(distinct(Analysis.image_sha256)), func.sum(Analysis.region_count))
+        select(analysis_day, func.count(distinct(Analysis.image_sha256)), func.sum(Analysis.region_count), unidentified)
         .where(Analysis.analyzed_at >= since, Analysis.analyzed_at < until)
         .group_by(analysis_day)
     )
@@ -298,15 +316,19 @@ def daily_counts(
         analyses_stmt = analyses_stmt.where(Analysis.mode == mode)
     with _session(session_or_engine) as s:
         posts = {day: int(n) for day, n in s.execute(posts_stmt)}
-        analysed = {day: (int(images), int(cars or 0)) for day, images, cars in s.execute(analyses_stmt)}
+        analysed = {
+            day: (int(images), int(cars or 0), int(doubted)) for day, images, cars, doubted in s.execute(analyses_stmt)
+        }
 
     first = since.astimezone(UTC).date()
     last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()
     out = []
     day = first
     while day <= last:
-        images, cars = analysed.get(day, (0, 0))
-        out.append(DailyCount(day=day, posts=posts.get(day, 0), images_analyzed=images, cars=cars))
+        images, cars, doubted = analysed.get(day, (0, 0, 0))
+        out.append(
+            DailyCount(day=day, posts=posts.get(day, 0), images_analyzed=images, cars=cars, unidentified=doubted)
+        )
         day += timedelta(days=1)
     return out
 

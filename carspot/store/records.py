@@ -83,6 +83,18 @@ def _check_top_k(what: str, brands: tuple[BrandScore, ...]) -> None:
         raise ValueError(f"{what}: brand scores must not increase with rank, got {scores}")
 
 
+def _check_unidentified(what: str, unidentified: bool, brands: tuple[BrandScore, ...]) -> None:
+    """Only a car with a top-5 can be unidentified: without brands there is no make to doubt."""
+    if not isinstance(unidentified, bool):
+        raise ValueError(f"{what}: unidentified must be a bool, got {unidentified!r}")
+    if unidentified and not brands:
+        raise ValueError(f"{what}: unidentified needs the top-5 it doubts; no brands means no car")
+
+
+def _confidence(brands: tuple[BrandScore, ...]) -> float | None:
+    return min(brands, key=lambda b: b.rank).score if brands else None
+
+
 @dataclass(frozen=True, slots=True)
 class BrandScore:
     """One brand of a top-5: rank 1 is the most confident."""
@@ -110,6 +122,13 @@ class RegionRecord:
     score: float
     label: str
     brands: tuple[BrandScore, ...] = ()
+    unidentified: bool = False
+    """A car whose best make is below the confidence the analysis asks for: its top-5 is kept, not counted."""
+
+    @property
+    def confidence(self) -> float | None:
+        """The calibrated probability of its best make (None without brands)."""
+        return _confidence(self.brands)
 
     def __post_init__(self) -> None:
         what = f"RegionRecord({self.index!r})"
@@ -125,6 +144,7 @@ class RegionRecord:
         _check_text(f"{what}.label", self.label, optional=False)
         object.__setattr__(self, "brands", tuple(self.brands))
         _check_top_k(what, self.brands)
+        _check_unidentified(what, self.unidentified, self.brands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +192,14 @@ class AnalysisRecord:
     brands: tuple[BrandScore, ...]
     analyzed_at: datetime
     duration_ms: float
+    unidentified: bool = False
+    """The image shows a car but its best make is below the confidence the analysis asks for: its top-5 is kept
+    (for a later, lower threshold) but brand share does not count it."""
+
+    @property
+    def confidence(self) -> float | None:
+        """The calibrated probability of the image's best make (None without brands: no car)."""
+        return _confidence(self.brands)
 
     def __post_init__(self) -> None:
         _check_sha256("AnalysisRecord.image_sha256", self.image_sha256)
@@ -198,6 +226,7 @@ class AnalysisRecord:
                     f"{self.width}x{self.height} image (boxes are in pixels)"
                 )
         _check_top_k(what, self.brands)
+        _check_unidentified(what, self.unidentified, self.brands)
         _check_aware(f"{what}.analyzed_at", self.analyzed_at)
         d = self.duration_ms
         if not _is_number(d) or d < 0:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     CHAR,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -121,6 +123,8 @@ class Analysis(Base):
     analyzed_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     duration_ms: Mapped[float] = mapped_column(Float)
     region_count: Mapped[int] = mapped_column(Integer)
+    unidentified: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """A car whose best make is below the confidence asked for: its top-5 is stored, brand share skips it."""
 
 
 class Region(Base):
@@ -141,6 +145,7 @@ class Region(Base):
     y2: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
     label: Mapped[str] = mapped_column(Text)
+    unidentified: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class BrandPrediction(Base):

@@ -120,6 +120,7 @@ class AnalysisStore:
                 "analyzed_at": a.analyzed_at,
                 "duration_ms": float(a.duration_ms),
                 "region_count": len(a.regions),
+                "unidentified": a.unidentified,
             }
             for _, a in sorted(analyses.items())
         ]
@@ -150,6 +151,7 @@ class AnalysisStore:
                         "y2": float(r.y2),
                         "score": float(r.score),
                         "label": r.label,
+                        "unidentified": r.unidentified,
                     }
                 )
                 for b in r.brands:

@@ -57,6 +57,24 @@ def test_page_without_brand_data_shows_cars_and_images(engine: Engine, client: T
     assert "<svg" in page
 
 
+def test_an_unidentified_car_is_counted_apart_and_not_in_the_brand_share(engine: Engine, client: TestClient) -> None:
+    import dataclasses
+
+    t1, t2 = NOW - timedelta(hours=3), NOW - timedelta(hours=1)
+    doubted = dataclasses.replace(analysis("two", t2, ["saab", "volvo"], cars=1, mode="detector"), unidentified=True)
+    AnalysisStore(engine).write_batch(
+        posts=[post("p1", "one", t1), post("p2", "two", t2)],
+        analyses=[analysis("one", t1, ["volvo", "saab"], cars=1, mode="detector"), doubted],
+    )
+    page = client.get("/?window=24h").text
+    assert re.search(r"Unidentified cars</div><div class=\"kpi-value\">1<", page)
+    assert re.search(r"Images with a brand</div><div class=\"kpi-value\">1<", page)
+    share = page[page.index('<table class="share">') : page.index("</table>", page.index('<table class="share">'))]
+    assert list(re.findall(r'<td class="make">([^<]+)</td>', share)) == ["volvo", "saab"]
+    summary = client.get("/api/summary").json()["last_24h"]
+    assert (summary["images_with_brand"], summary["unidentified"], summary["cars"]) == (1, 1, 2)
+
+
 def test_page_with_brand_data_shows_the_share(engine: Engine, client: TestClient) -> None:
     _recent(engine, brands=True)
     page = client.get("/?window=24h").text
@@ -123,7 +141,7 @@ def test_summary(engine: Engine, client: TestClient) -> None:
     _recent(engine, brands=True)
     data = client.get("/api/summary").json()
     assert data["totals"] == {"posts": 10, "images": 9, "analyses": 9, "regions": 14}
-    assert data["last_24h"] == {"posts": 2, "images_analyzed": 2, "cars": 3, "images_with_brand": 2}
+    assert data["last_24h"] == {"posts": 2, "images_analyzed": 2, "cars": 3, "images_with_brand": 2, "unidentified": 0}
     assert data["latest_analysis_at"] == (NOW - timedelta(hours=1)).isoformat()
     assert data["generated_at"] == NOW.isoformat()
 

@@ -549,3 +549,29 @@ def test_detector_mode_keeps_a_box_exactly_at_the_size_floor() -> None:
     runner = detector_mode(detect=two_cars, detector_name="fake", classifier=lambda: model, min_box_area=2000.0)
     record = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
     assert len(record.regions) == 2 and "Small" in [b.make for b in record.brands]
+
+
+def test_an_image_whose_best_make_is_below_the_confidence_asked_for_is_an_unidentified_car() -> None:
+    model = SizeClassifier()  # "Big" at 0.7 for the 90 px car, "Small" at 0.6 for the 50 px one
+    runner = detector_mode(**NO_FLOOR, detect=two_cars, detector_name="two", classifier=lambda: model)
+    doubtful = Analysis(modes={"detector": runner}, default_mode="detector", min_brand_confidence=0.65)
+    record = doubtful(post(), IMAGE)
+    assert not record.unidentified and record.confidence == pytest.approx(0.7)  # the image: its best make, 0.7
+    assert [(r.x1, r.unidentified) for r in record.regions] == [(100.0, False), (10.0, True)]  # "Small" at 0.6
+    strict = Analysis(modes={"detector": runner}, default_mode="detector", min_brand_confidence=0.75)(post(), IMAGE)
+    assert strict.unidentified and all(r.unidentified for r in strict.regions)
+    assert [b.make for b in strict.brands] == [b.make for b in record.brands]  # its top-5 is kept
+
+
+def test_an_image_without_a_car_is_not_an_unidentified_car_and_zero_marks_nothing() -> None:
+    model = SizeClassifier()
+    no_car = detector_mode(
+        **NO_FLOOR, detect=lambda image: Detections.empty(), detector_name="x", classifier=lambda: model
+    )
+    record = Analysis(modes={"detector": no_car}, default_mode="detector", min_brand_confidence=1.0)(post(), IMAGE)
+    assert record.brands == () and not record.unidentified and record.confidence is None
+    runner = detector_mode(**NO_FLOOR, detect=two_cars, detector_name="two", classifier=lambda: model)
+    anything = Analysis(modes={"detector": runner}, default_mode="detector")(post(), IMAGE)
+    assert not anything.unidentified and not any(r.unidentified for r in anything.regions)
+    with pytest.raises(ValueError, match="min_brand_confidence"):
+        Analysis(modes={"detector": runner}, default_mode="detector", min_brand_confidence=1.5)

@@ -38,6 +38,16 @@ def test_a_csv_of_real_photos_ends_with_one_json_line_and_saves_the_confusion_ma
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "top-1" in done.stdout  # the human-readable table comes first
+    cars = result["cars"]
+    assert cars["images"] == 3 and cars["none"] + cars["one"] + cars["several"] == 3
+    assert "cars per image" in done.stdout
+    curve = result["coverage"]  # the share answered and how right, at each confidence threshold
+    assert [round(point["threshold"], 1) for point in curve] == [round(0.1 * i, 1) for i in range(10)]
+    answered = [point["answered"] for point in curve]
+    assert answered == sorted(answered, reverse=True) and answered[0] <= 3
+    assert all(0.0 <= point["top1"] <= point["top5"] <= 1.0 for point in curve)
+    assert 0.0 <= result["min_brand_confidence"] <= 1.0
+    assert "<- CARSPOT_MIN_BRAND_CONFIDENCE" in done.stdout
 
 
 def test_a_missing_data_path_is_one_line_of_error_and_exit_status_2(shared_dir: Path, tmp_path: Path) -> None:

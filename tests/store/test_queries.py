@@ -28,6 +28,7 @@ from carspot.store.queries import (
     daily_counts,
     posts_without_analysis,
     recent_analyses,
+    unidentified_images,
 )
 from carspot.store.records import BrandScore
 from carspot.store.writer import AnalysisStore
@@ -180,3 +181,32 @@ def test_analysed_images_answers_by_image_and_mode_whatever_the_model_version(da
     asked = {(sha("A"), "region-search"), (sha("A"), "standard"), (sha("D"), "standard"), (sha("E"), "detector")}
     assert analysed_images(data, keys=asked) == {(sha("A"), "region-search"), (sha("D"), "standard")}
     assert analysed_images(data, keys=set()) == set()
+
+
+def test_brand_share_counts_confident_makes_only_and_unidentified_cars_are_counted_apart(engine: Engine) -> None:
+    import dataclasses
+
+    AnalysisStore(engine).write_batch(
+        posts=[post("p1", "sure"), post("p2", "doubt"), post("p3", "nothing")],
+        analyses=[
+            analysis("sure", ("bmw", "audi")),
+            dataclasses.replace(analysis("doubt", ("audi", "bmw")), unidentified=True),
+            analysis("nothing", (), regions=()),
+        ],
+    )
+    shares = brand_share(engine, since=DAY1, until=DAY2)
+    assert [(s.make, s.images, s.top5_images) for s in shares] == [("bmw", 1, 1), ("audi", 0, 1)]
+    assert unidentified_images(engine, since=DAY1, until=DAY2) == 1
+    (day,) = daily_counts(engine, since=DAY1, until=DAY2)
+    assert (day.images_analyzed, day.unidentified) == (3, 1)
+
+
+def test_an_images_latest_analysis_decides_whether_it_is_unidentified(engine: Engine) -> None:
+    import dataclasses
+
+    doubted = dataclasses.replace(analysis("A", ("audi",), at=T0), unidentified=True)
+    sure = analysis("A", ("audi",), at=T0 + timedelta(hours=1), model_version="brands-v2")
+    AnalysisStore(engine).write_batch(posts=[post("pA", "A")], analyses=[doubted, sure])
+    assert unidentified_images(engine, since=DAY1, until=DAY2) == 0
+    assert [(s.make, s.images) for s in brand_share(engine, since=DAY1, until=DAY2)] == [("audi", 1)]
+    assert unidentified_images(engine, since=DAY1, until=T0 + timedelta(minutes=30)) == 1

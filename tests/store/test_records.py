@@ -139,3 +139,21 @@ def test_standard_mode_has_whole_image_brands_only() -> None:
     assert a.detector == ""
     assert isinstance(a, AnalysisRecord)
     assert isinstance(post("p", "img"), PostRecord)
+
+
+def test_confidence_is_the_best_makes_probability_and_none_without_brands() -> None:
+    a = analysis("img", ("bmw", "audi"))
+    assert a.confidence == 0.9 and a.regions[0].confidence == 0.9
+    assert dataclasses.replace(a, brands=(), regions=()).confidence is None
+    assert region(0).confidence is None
+
+
+def test_only_a_car_with_a_top5_can_be_unidentified() -> None:
+    a = analysis("img")
+    assert dataclasses.replace(a, unidentified=True).unidentified
+    with pytest.raises(ValueError, match="no brands means no car"):
+        dataclasses.replace(a, brands=(), regions=(), unidentified=True)
+    with pytest.raises(ValueError, match="no brands means no car"):
+        dataclasses.replace(region(0), unidentified=True)
+    with pytest.raises(ValueError, match="bool"):
+        dataclasses.replace(a, unidentified=1)

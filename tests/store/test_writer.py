@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carspot.store.queries import Counts, counts
 from carspot.store.records import AnalysisRecord, BrandScore, PostRecord
-from carspot.store.tables import IMAGE_REGION, Analysis, Base, BrandPrediction, Image, Post
+from carspot.store.tables import IMAGE_REGION, Analysis, Base, BrandPrediction, Image, Post, Region
 from carspot.store.writer import AnalysisStore, BatchConflictError, WriteResult
 
 from .data import T0, analysis, post, region, sha
@@ -238,3 +238,33 @@ def test_unsupported_backend_is_refused() -> None:
     mysql = create_mock_engine("mysql://u@localhost/db", executor=lambda *args, **kwargs: None)
     with pytest.raises(ValueError, match="mysql"):
         AnalysisStore(mysql)  # type: ignore[arg-type]
+
+
+def test_unidentified_analyses_and_regions_are_stored_as_such_and_a_replay_changes_nothing(engine: Engine) -> None:
+    doubted = dataclasses.replace(
+        analysis("blurry-car", ("bmw", "audi")),
+        regions=(dataclasses.replace(region(0, "bmw", "audi"), unidentified=True), region(1, "audi")),
+        unidentified=True,
+    )
+    store = AnalysisStore(engine)
+    store.write_batch(posts=[post("p1", "blurry-car")], analyses=[doubted, analysis("red-bmw")])
+    before = _snapshot(engine)
+    store.write_batch(posts=[post("p1", "blurry-car")], analyses=[doubted, analysis("red-bmw")])
+    assert _snapshot(engine) == before
+    with engine.connect() as conn:
+        flags = conn.execute(select(Analysis.image_sha256, Analysis.unidentified)).all()
+        assert sorted(flags) == sorted([(sha("blurry-car"), True), (sha("red-bmw"), False)])
+        regions = conn.execute(
+            select(Region.region_index, Region.unidentified)
+            .join(Analysis, Analysis.id == Region.analysis_id)
+            .where(Analysis.image_sha256 == sha("blurry-car"))
+            .order_by(Region.region_index)
+        ).all()
+        assert [tuple(r) for r in regions] == [(0, True), (1, False)]
+        top = conn.execute(
+            select(BrandPrediction.make)
+            .join(Analysis, Analysis.id == BrandPrediction.analysis_id)
+            .where(Analysis.image_sha256 == sha("blurry-car"), BrandPrediction.region_index == IMAGE_REGION)
+            .order_by(BrandPrediction.rank)
+        ).scalars()
+        assert list(top) == ["bmw", "audi"]  # its top-5 is kept
