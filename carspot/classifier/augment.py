@@ -6,7 +6,9 @@ its ends).
 
 Augmented views imitate what people post: loose or tight crops and zoom (random crop and scale, or padding as if
 the box were loose), mirror images, colour casts and filters, blur and low resolution, recompression at a low
-JPEG quality, and partial occlusion (a person, a lamp post, a caption).
+JPEG quality, and partial occlusion (a person, a lamp post, a caption). Phone photos of parked and passing cars
+add (`PHONE_PHOTO`): a part of the car only (a front, a rear three-quarter), perspective from a low or high
+viewpoint, low light with sensor noise, and motion blur.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-__all__ = ["INPUT_SIZE", "RESIZE", "augment", "checked_input_size", "to_input"]
+__all__ = ["INPUT_SIZE", "PHONE_PHOTO", "RESIZE", "augment", "checked_input_size", "to_input"]
 
 INPUT_SIZE: Final = 224
 
@@ -56,11 +58,56 @@ def to_input(image: np.ndarray, *, size: int = INPUT_SIZE) -> np.ndarray:
     return np.asarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
+PHONE_PHOTO: Final = {"part": 0.15, "perspective": 0.3, "low_light": 0.15, "motion_blur": 0.15}
+"""How often each phone-photo augmentation is applied to a view (the view's other augmentations come too)."""
+
+
+def _perspective(out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The view seen from a little above, below or aside: each corner moved by up to 12 % of the side."""
+    import cv2
+
+    n = out.shape[0]
+    src = np.array([[0, 0], [n, 0], [n, n], [0, n]], dtype=np.float32)
+    dst = (src + rng.uniform(-0.12, 0.12, (4, 2)) * n).astype(np.float32)
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    return np.asarray(cv2.warpPerspective(out, matrix, (n, n), borderMode=cv2.BORDER_REFLECT), dtype=np.uint8)
+
+
+def _low_light(out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dusk or a car park: darker (gamma 1.6-2.6), a warm or cold cast, and sensor noise."""
+    x = (out.astype(np.float32) / 255.0) ** float(rng.uniform(1.6, 2.6))
+    x *= rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    x += rng.normal(0.0, float(rng.uniform(0.01, 0.05)), x.shape).astype(np.float32)
+    return np.asarray(np.clip(x * 255.0, 0, 255), dtype=np.uint8)
+
+
+def _motion_blur(out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A passing car or a shaking hand: a line kernel of 5-15 px at a random angle."""
+    import cv2
+
+    length = int(rng.integers(5, 16))
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+    kernel = np.asarray(cv2.warpAffine(kernel, rot, (length, length)), dtype=np.float32)
+    kernel /= max(float(kernel.sum()), 1e-6)
+    return np.asarray(cv2.filter2D(out, -1, kernel), dtype=np.uint8)
+
+
 def augment(image: np.ndarray, rng: np.random.Generator, *, size: int = INPUT_SIZE) -> np.ndarray:
     """One random social-media-like view of ``image`` (HxWx3 uint8), as a size x size x 3 uint8 array."""
     im = Image.fromarray(image)
     w, h = im.size
-    if rng.random() < 0.75:
+    if rng.random() < PHONE_PHOTO["part"]:
+        # part of the car only: 25-55 % of the area (a front, a rear three-quarter, a side)
+        area = rng.uniform(0.25, 0.55) * w * h
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))) * (w / h)
+        cw = int(min(w, max(8, round(np.sqrt(area * aspect)))))
+        ch = int(min(h, max(8, round(np.sqrt(area / aspect)))))
+        x0 = int(rng.integers(0, w - cw + 1))
+        y0 = int(rng.integers(0, h - ch + 1))
+        im = im.crop((x0, y0, x0 + cw, y0 + ch))
+    elif rng.random() < 0.75:
         # random crop: 55-100 % of the area, aspect ratio jitter
         area = rng.uniform(0.55, 1.0) * w * h
         aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))) * (w / h)
@@ -96,6 +143,12 @@ def augment(image: np.ndarray, rng: np.random.Generator, *, size: int = INPUT_SI
         buf.seek(0)
         im = Image.open(buf).convert("RGB")
     out = np.array(im, dtype=np.uint8)
+    if rng.random() < PHONE_PHOTO["perspective"]:
+        out = _perspective(out, rng)
+    if rng.random() < PHONE_PHOTO["low_light"]:
+        out = _low_light(out, rng)
+    if rng.random() < PHONE_PHOTO["motion_blur"]:
+        out = _motion_blur(out, rng)
     if rng.random() < 0.3:
         # partial occlusion: a block of flat colour or noise over up to ~20 % of the view
         oh = int(rng.integers(size // 8, size // 2))

@@ -28,6 +28,7 @@ __all__ = [
     "SOURCE_VERSION",
     "BackboneInfo",
     "build_backbone",
+    "imagenet_network",
     "load_backbone",
     "source_weights_path",
 ]
@@ -70,6 +71,21 @@ def source_weights_path() -> Path:
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: missing from the installed {SOURCE_PACKAGE}")
     return path
+
+
+def imagenet_network(*, input_size: int | None = None) -> Any:
+    """The Keras network (pooled features, no top) with the package's ImageNet weights, sha256-checked: the frozen
+    car branch of a version that has one (`carspot.classifier.keras_model.build_car_branch`), so its weights are
+    never copied into a version's files."""
+    from carspot.classifier import keras_model
+
+    pth = source_weights_path()
+    pth_sha = _sha256(pth)
+    if pth_sha != SOURCE_SHA256:
+        raise ModelIntegrityError(f"{pth}: sha256 {pth_sha}, the port was verified against {SOURCE_SHA256}")
+    model = keras_model.build_efficientnet_lite0(include_top=False, input_size=input_size)
+    keras_model.load_torch_weights(model, read_legacy_state_dict(pth))
+    return model
 
 
 def build_backbone(model_dir: Path | str) -> BackboneInfo:

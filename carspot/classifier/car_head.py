@@ -156,17 +156,21 @@ def fit_logit_scale(
 
 @dataclass(frozen=True)
 class FeatureOutputs:
-    """Where the extra outputs of `with_feature_outputs`' model sit in ``get_output_details()``."""
+    """Where the outputs of `with_feature_outputs`' model sit in ``get_output_details()``."""
 
     pooled: int
     """The pooled 1280 features (the brand head's input)."""
     feature_map: int | None
     """The 1280-channel map before pooling (``batch x H/32 x W/32 x 1280``), when pooling is one MEAN op."""
+    probabilities: int = 0
+    """The brand probabilities."""
 
 
 def with_feature_outputs(model: bytes) -> tuple[bytes, FeatureOutputs]:
     """The model with the pooled features (the last FULLY_CONNECTED's input) and, when that is a MEAN over the
-    feature map, the map itself appended to its outputs.
+    feature map, the map itself appended to its outputs. A model that already has three outputs (probabilities,
+    the car branch's pooled features and map: `carspot.classifier.keras_model.build_car_branch`) is returned as it
+    is, with where each sits.
 
     The map lets region search score many boxes from one whole-image pass (`carspot.classifier.regions`)."""
     from ai_edge_litert import schema_py_generated as schema
@@ -180,6 +184,15 @@ def with_feature_outputs(model: bytes) -> tuple[bytes, FeatureOutputs]:
             code = codes[op.opcodeIndex]
             return int(max(code.builtinCode, code.deprecatedBuiltinCode))
 
+        if len(graph.outputs) == 3:  # a version with a car branch outputs its features itself
+            ranks = [len(graph.tensors[int(t)].shape) for t in graph.outputs]
+            widths = [int(graph.tensors[int(t)].shape[-1]) for t in graph.outputs]
+            if sorted(ranks) == [2, 2, 4] and widths[ranks.index(4)] == 1280:
+                two = [i for i, r in enumerate(ranks) if r == 2]
+                pooled = next(i for i in two if widths[i] == 1280 and any(widths[j] != 1280 for j in two if j != i))
+                return model, FeatureOutputs(
+                    pooled=pooled, feature_map=ranks.index(4), probabilities=next(i for i in two if i != pooled)
+                )
         fcs = [op for op in graph.operators if builtin(op) == schema.BuiltinOperator.FULLY_CONNECTED]
         if not fcs:
             raise ModelLoadError("the classifier has no FULLY_CONNECTED layer to take the features from")

@@ -26,7 +26,15 @@ import numpy as np
 
 from carspot.classifier.data import Sample, load_image, load_samples
 
-__all__ = ["ECE_BINS", "EvaluationReport", "MakeStats", "evaluate", "evaluate_path", "report_from_predictions"]
+__all__ = [
+    "ECE_BINS",
+    "EvaluationReport",
+    "MakeStats",
+    "evaluate",
+    "evaluate_by",
+    "evaluate_path",
+    "report_from_predictions",
+]
 
 ECE_BINS: Final = 10
 TopK = list[tuple[str, float]]
@@ -185,6 +193,33 @@ def evaluate(
     if confusion_png is not None:
         report.save_confusion_png(confusion_png)
     return report
+
+
+def evaluate_by(
+    samples: Iterable[Sample],
+    predict_top_k: Callable[[np.ndarray], TopK],
+    *,
+    keys: Callable[[Sample], Iterable[str]],
+    progress: bool = False,
+) -> tuple[EvaluationReport, dict[str, EvaluationReport]]:
+    """`evaluate` once over all samples, and the same predictions scored apart for each of a sample's ``keys``
+    (its dataset, its source): one pass gives the side-by-side figures of several validation sets."""
+    samples = list(samples)
+    iterator: Iterable[Sample] = samples
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(samples, desc="evaluate", unit="img")
+    predictions = [list(predict_top_k(load_image(s.path))) for s in iterator]
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        for name in dict.fromkeys(keys(s)):
+            groups.setdefault(name, []).append(i)
+    apart = {
+        name: report_from_predictions([samples[i].make for i in idx], [predictions[i] for i in idx])
+        for name, idx in groups.items()
+    }
+    return report_from_predictions([s.make for s in samples], predictions), apart
 
 
 def evaluate_path(

@@ -80,18 +80,20 @@ class LiteRTRuntime:
         self.max_batch = max_batch
         self._pooled_output: int | None = None
         self._map_output: int | None = None
+        self._probs_output = 0
         self.features_unavailable = ""
         try:
             from carspot.classifier.car_head import with_feature_outputs
 
             self._model, positions = with_feature_outputs(model)
             self._pooled_output, self._map_output = positions.pooled, positions.feature_map
+            self._probs_output = positions.probabilities
         except Exception as exc:  # region search is optional: the brand model still serves without it
             self._model = model
             self.features_unavailable = str(exc)
         self._interpreters: dict[tuple[int, int], Any] = {}  # (batch, input side) -> interpreter
         probe = self._interpreter(1, INPUT_SIZE)
-        self.classes = int(probe.get_output_details()[0]["shape"][-1])
+        self.classes = int(probe.get_output_details()[self._probs_output]["shape"][-1])
 
     @property
     def has_pooled(self) -> bool:
@@ -129,7 +131,7 @@ class LiteRTRuntime:
         interp.set_tensor(interp.get_input_details()[0]["index"], np.ascontiguousarray(pixels))
         interp.invoke()
         outputs = interp.get_output_details()
-        probs = np.array(interp.get_tensor(outputs[0]["index"]), dtype=np.float32)
+        probs = np.array(interp.get_tensor(outputs[self._probs_output]["index"]), dtype=np.float32)
         feats = _dequantized(interp, outputs[self._pooled_output]) if pooled and self.has_pooled else None
         fmap = _dequantized(interp, outputs[self._map_output]) if feature_map and self.has_feature_map else None
         return RunOutputs(probabilities=probs, pooled=feats, feature_map=fmap)

@@ -27,6 +27,7 @@ import numpy as np
 
 from carspot.classifier.onnx_runtime import ONNX_OUTPUTS
 from carspot.classifier.registry import (
+    CAR_BRANCH,
     ONNX_FILE,
     ONNX_MODEL,
     TENSORFLOW_WEIGHTS,
@@ -123,7 +124,10 @@ def add_onnx(model_dir: Path | str, version: str, *, calibration: Sequence[np.nd
             f"{folder}: calibration inputs must be 1 x {side} x {side} x 3, the version's side; got {shapes}"
         )
     serving = build_serving_model(
-        weights=folder / weights["file"], classes=len(manifest["labels"]), temperature=float(manifest["temperature"])
+        weights=folder / weights["file"],
+        classes=len(manifest["labels"]),
+        temperature=float(manifest["temperature"]),
+        car_branch=CAR_BRANCH in manifest,
     )
     export_onnx(serving, folder / ONNX_FILE, calibration=calibration)
     entry = {

@@ -8,10 +8,11 @@ ONNX file (the fastest, measured), else LiteRT with XNNPACK; TensorFlow when it 
 its Keras weights (``CARSPOT_CLASSIFIER_RUNTIME``). A lock makes every method safe to call from several threads
 (no runtime's state is).
 
-Region search: `predict_regions` returns, from the same backbone run, each crop's brand top-k and the
-probability that it shows a car (the backbone's ImageNet head on the pooled features the brand head sees, see
-`carspot.classifier.car_head`). It exists only when the runtime gives those features and the ImageNet head
-can be read; ``hasattr(classifier, "predict_regions")`` tells.
+Region search: `predict_regions` returns, from the same model run, each crop's brand top-k and the
+probability that it shows a car (the backbone's ImageNet head, `carspot.classifier.car_head`, on the pooled
+features of the version's frozen car branch, `carspot.classifier.keras_model.build_car_branch`; versions made
+before it read the brand network's own features). It exists only when the runtime gives those features and the
+ImageNet head can be read; ``hasattr(classifier, "predict_regions")`` tells.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from carspot.classifier.errors import (
     ModelNotFoundError,
 )
 from carspot.classifier.registry import (
+    CAR_BRANCH,
     CAR_HEAD,
     ONNX_MODEL,
     TENSORFLOW_WEIGHTS,
@@ -234,7 +236,10 @@ def load_classifier(
 
         try:
             engine = TensorFlowRuntime(
-                weights=path, classes=len(manifest["labels"]), temperature=float(manifest["temperature"])
+                weights=path,
+                classes=len(manifest["labels"]),
+                temperature=float(manifest["temperature"]),
+                car_branch=CAR_BRANCH in manifest,
             )
         except ImportError as exc:
             raise ModelLoadError(f"the tensorflow runtime needs TensorFlow (pip install -e .[gpu]): {exc}") from exc

@@ -25,7 +25,9 @@ class TensorFlowRuntime:
     has_pooled = True
     has_feature_map = True
 
-    def __init__(self, *, weights: Path, classes: int, temperature: float, max_batch: int = 128) -> None:
+    def __init__(
+        self, *, weights: Path, classes: int, temperature: float, car_branch: bool = False, max_batch: int = 128
+    ) -> None:
         import tensorflow as tf
 
         from carspot.classifier import keras_model
@@ -37,7 +39,9 @@ class TensorFlowRuntime:
         self.classes = classes
         self.max_batch = max_batch
         with tf.device(self.device):
-            self._model = keras_model.build_serving_model(weights=weights, classes=classes, temperature=temperature)
+            self._model = keras_model.build_serving_model(
+                weights=weights, classes=classes, temperature=temperature, car_branch=car_branch
+            )
         spec = tf.TensorSpec([None, None, None, 3], tf.float32)
         self._forward: Any = tf.function(lambda x: self._model(x, training=False), input_signature=[spec])
         self._tf = tf

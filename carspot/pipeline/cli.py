@@ -307,10 +307,46 @@ def models_list() -> None:
     _print_json(rows)
 
 
+@models_app.command("validation")
+def models_validation(
+    version: Annotated[str, typer.Argument(help="A version whose held-out photos to write.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for one CSV per dataset (path,make,source).")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="The datasets it was trained on (default: the manifest's, from the shared folder)."),
+    ] = None,
+) -> None:
+    """The photos VERSION held out, one CSV per dataset (e.g. stanford-cars-by-model.csv, cars-web-by-photo.csv),
+    rebuilt from its recipe: evaluate or promote on them (`--data` repeated), never on a single split."""
+    import csv
+
+    from carspot.classifier.registry import read_manifest
+    from carspot.classifier.training import validation_samples
+
+    s = _settings()
+    manifest = read_manifest(s.model_dir, version)
+    names = manifest["training"].get("datasets") or {"stanford-cars": {}}
+    sources = data or [s.shared_dir / "data" / name / "labels.csv" for name in names]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, samples in validation_samples(manifest, sources).items():
+        path = out / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "make", "source"])
+            writer.writerows([str(x.path.resolve()), x.make, x.source] for x in samples)
+        typer.echo(f"{path}: {len(samples)} photos")
+
+
 @models_app.command("promote")
 def models_promote(
     candidate: Annotated[str, typer.Argument(help="The version to make current.")],
-    data: Annotated[Path, typer.Option(help="Evaluation data: folder per make, or CSV path,make.")],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            help="Evaluation data: folder per make, or CSV path,make; repeat it to judge on several sets together "
+            "(e.g. the CSVs of `carspot models validation`)."
+        ),
+    ],
     force: Annotated[bool, typer.Option(help="Promote even if it does not beat the current model (logged).")] = False,
     car_free: Annotated[
         Path | None,
@@ -328,7 +364,7 @@ def models_promote(
 
     settings = _settings()
     model_dir = settings.model_dir
-    samples = load_samples(data)
+    samples = [sample for path in data for sample in load_samples(path)]
     extra = images_under(car_free) if car_free else []
 
     @functools.cache
@@ -386,8 +422,16 @@ def _input_side(value: int | None) -> int | None:
 
 @app.command()
 def train(
-    data: Annotated[Path | None, typer.Option(help="labels.csv (Stanford), CSV path,make, or folder per make.")] = None,
-    split: Annotated[str, typer.Option(help="by-model (unseen car models) or by-image.")] = "by-model",
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A dataset: labels.csv (Stanford), CSV path,make[,source], or folder per make. Repeat it to train on "
+            "several with one make vocabulary (default: the shared stanford-cars and cars-web)."
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="by-model (unseen car models, or unseen photos where models are unknown) or by-image.")
+    ] = "by-model",
     epochs: Annotated[
         int | None,
         typer.Option(min=1, help="Fine-tuning epochs (default 8, the release's; each 7-16 min on 2 cores at 256 px)."),
@@ -400,23 +444,35 @@ def train(
             "crop and 2.9 points less top-1 on unseen models, 320 2x slower).",
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the same data and recipe from its last fine-tuning checkpoint (one per epoch)."),
+    ] = False,
+    min_photos: Annotated[
+        int | None, typer.Option(min=2, help="Makes with fewer photos over all datasets are left out (default 20).")
+    ] = None,
 ) -> None:
     """Transfer learning on real car photos: cached backbone features, class-balanced head, fine-tuning."""
     from carspot.classifier.training import TrainConfig
     from carspot.classifier.training import train as run_training
 
     s = _settings()
-    source = data or s.shared_dir / "data" / "stanford-cars" / "labels.csv"
+    sources = data or [s.shared_dir / "data" / name / "labels.csv" for name in ("stanford-cars", "cars-web")]
     recipe = TrainConfig()
     result = run_training(
-        source,
+        sources,
         model_dir=s.model_dir,
         split=split,  # type: ignore[arg-type]
         config=replace(
-            recipe, finetune_epochs=epochs or recipe.finetune_epochs, input_size=input_size or recipe.input_size
+            recipe,
+            finetune_epochs=epochs or recipe.finetune_epochs,
+            input_size=input_size or recipe.input_size,
+            min_photos_per_make=min_photos or recipe.min_photos_per_make,
         ),
         cache_dir=s.data_dir / "cache" / "features",
         log_dir=s.data_dir / "tensorboard",
+        resume=resume,
+        on_stage=lambda name, numbers: typer.echo(f"{name}: {json.dumps(numbers, default=str)}", err=True),
     )
     _print_json({"version": result.version, "directory": result.directory, "metrics": result.metrics})
     typer.echo(f"not current yet: `carspot models promote {result.version} --data ...` compares it with the current")

@@ -41,7 +41,7 @@ def test_by_image_split_is_stratified() -> None:
 def test_csv_loader_needs_path_and_make_and_existing_files(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "ok.csv").write_text("path,make,extra\na.jpg,Audi,1\n")
-    assert load_samples(tmp_path / "ok.csv") == [Sample(tmp_path / "a.jpg", "Audi", None)]
+    assert load_samples(tmp_path / "ok.csv") == [Sample(tmp_path / "a.jpg", "Audi", None, "ok")]
     (tmp_path / "bad.csv").write_text("file,brand\na.jpg,Audi\n")
     with pytest.raises(DatasetError, match="'path' and 'make'"):
         load_samples(tmp_path / "bad.csv")

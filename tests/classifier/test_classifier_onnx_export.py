@@ -28,24 +28,29 @@ def photos(shared_dir: Path) -> list[np.ndarray]:
 def test_the_committed_onnx_file_is_what_add_onnx_makes_from_the_keras_weights(
     tmp_path: Path, shared_dir: Path, photos: list[np.ndarray]
 ) -> None:
-    """Re-exported from the release's own weights and calibration photos (the recipe's), it serves the same
-    probabilities: the committed binary is no opaque blob."""
-    from carspot.classifier.data import load_samples, split_by_model
+    """Re-exported from the release's own weights and calibration photos (the recipe's), it serves what the
+    committed file serves: the committed binary is no opaque blob. int8 calibration is not bit-stable from one CPU
+    to another, so what users see is compared: the same top make, the same top-5 makes where the 5th and 6th are
+    apart, probabilities within 0.03."""
     from carspot.classifier.onnx_export import add_onnx
-    from carspot.classifier.training import calibration_inputs
+    from carspot.classifier.training import version_calibration_inputs
 
     copy, version = release_copy(tmp_path)
-    recipe = read_manifest(copy, version)["training"]["recipe"]
-    samples = load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv")
-    split = split_by_model(samples, val_fraction=recipe["val_fraction"], seed=recipe["seed"])
-    side = read_manifest(copy, version)["input"]["size"]
-    entry = add_onnx(copy, version, calibration=calibration_inputs(samples, split.train, size=side))
+    manifest = read_manifest(copy, version)
+    sources = [shared_dir / "data" / name / "labels.csv" for name in manifest["training"]["datasets"]]
+    calibration = version_calibration_inputs(manifest, sources)
+    entry = add_onnx(copy, version, calibration=calibration)
     committed = read_manifest(MODELS, version)["onnx"]
     assert entry["calibration_images"] == committed["calibration_images"]
     assert read_manifest(copy, version, verify=True)["onnx"] == entry
     rebuilt = load_classifier(copy, runtime="onnxruntime", threads=1).probabilities(photos)
     released = load_classifier(MODELS, runtime="onnxruntime", threads=1).probabilities(photos)
-    np.testing.assert_allclose(rebuilt, released, atol=1e-5)
+    np.testing.assert_allclose(rebuilt, released, atol=0.03)
+    assert (rebuilt.argmax(axis=1) == released.argmax(axis=1)).all()
+    for a, b in zip(rebuilt, released, strict=True):
+        order = np.sort(b)[::-1]
+        if order[4] - order[5] > 0.03:
+            assert set(np.argsort(-a)[:5]) == set(np.argsort(-b)[:5])
 
 
 def test_the_brand_head_stays_float(photos: list[np.ndarray]) -> None:
