@@ -138,11 +138,11 @@ class Settings(BaseSettings):
     """An image whose best make has a calibrated probability below this is an unidentified car: its top-5 is
     stored, marked unidentified, and brand share does not count it (dashboards count it apart); 0 marks none.
     Chosen on the coverage / accuracy curve `carspot evaluate` prints, with model 20261201T032453Z in detector
-    mode on the 1,681 by-model validation photos (answered share, top-1 of the answered): 0 -> 99.5 %, 57.1 %;
-    0.1 -> 98.6 %, 57.6 %; 0.2 -> 84.9 %, 64.5 %; 0.3 -> 71.0 %, 71.1 %; 0.4 -> 58.2 %, 78.2 %; 0.5 -> 48.0 %,
-    83.8 %. 0.3 is the lowest threshold of that 0.1 grid at which the rank-1 make, what brand share counts, is
-    right at least two times in three, and it still answers for 7 car photos in 10. A new model has another
-    curve: read it again before promoting one."""
+    mode on the 1,681 by-model validation photos (2026-12-06; answered share, top-1 / top-5 of the answered):
+    0 -> 99.6 %, 57.2 / 76.9 %; 0.1 -> 98.5 %, 57.7 / 77.5 %; 0.2 -> 84.8 %, 64.7 / 82.7 %; 0.3 -> 70.7 %,
+    71.0 / 87.4 %; 0.4 -> 58.6 %, 78.1 / 90.9 %; 0.5 -> 48.7 %, 83.6 / 92.4 %. 0.3 is the lowest threshold of
+    that 0.1 grid at which the rank-1 make, what brand share counts, is right at least two times in three, and
+    it still answers for 7 car photos in 10. A new model has another curve: read it again before promoting one."""
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
