@@ -126,15 +126,15 @@ def run_embedded(*, settings: Settings, source: str, max_posts: int | None = Non
     if errors:
         raise RuntimeError("ingest failed") from errors[0]
     finished = datetime.now(UTC)
-    window = {"since": run_started, "until": finished + timedelta(seconds=1)}
+    until = finished + timedelta(seconds=1)
     return RunSummary(
         ingest=stats[0],
         worker=worker_stats,
         seconds=time.monotonic() - started,
         database=url,
         dead_letter_file=dead_letters.path,
-        top_makes=top_makes(url, **window),
-        unidentified=unidentified_cars(url, **window),
+        top_makes=top_makes(url, since=run_started, until=until),
+        unidentified=unidentified_cars(url, since=run_started, until=until),
     )
 
 
