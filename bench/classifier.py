@@ -3,7 +3,9 @@
 Loads the registry's current version (or ``--version``) from ``--model-dir`` (default: the repository's
 ``models/``) through the serving code, so the figures include resizing each crop to the version's input side
 (its manifest's ``input.size``). Crops are random real-looking sizes cut from the shared Stanford Cars photos.
-Two ways to use the cores are measured: one process whose runtime uses ``--threads`` threads, and
+``regions_crops_per_s_batch8`` is `predict_regions` (brand top-5 and P(car), what the detector and region-search
+modes call; with a car branch, that pass runs it too). Two ways to use the cores are measured: one process whose
+runtime uses ``--threads`` threads, and
 ``--processes`` single-threaded processes at once (one worker per core, how ops scale CarSpot), whose rates are
 summed. ``auto`` serves the ONNX file on CPU;
 ``--runtime litert`` measures the LiteRT file, ``--runtime tensorflow`` the GPU runtime (on a machine without a
@@ -123,6 +125,8 @@ def main() -> None:
         "load_seconds_in_process": round(warm_load, 3),
         "crops_per_s_batch1": round(throughput(classifier.predict, pool[:1], args.seconds), 1),
         "crops_per_s_batch32": round(throughput(classifier.predict, pool[:32], args.seconds), 1),
+        # what the detector and region-search modes call: the brand top-5 and P(car) of each crop
+        "regions_crops_per_s_batch8": round(throughput(classifier.predict_regions, pool[:8], args.seconds), 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **parallel(args.model_dir, args.version, processes=args.processes, seconds=args.seconds, runtime=args.runtime),
         "cpus": os.cpu_count(),

@@ -312,15 +312,27 @@ def save_compact_weights(model: keras.Model, path: Path) -> None:
     Keras casts them back to float32 on ``load_weights``."""
     import h5py
 
-    model.save_weights(str(path))
-    with h5py.File(path, "r+") as f:
-        names: list[str] = []
-        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-        for name in names:
-            data = f[name][()]
-            if isinstance(data, np.ndarray) and data.dtype == np.float32:
-                del f[name]
-                f.create_dataset(name, data=data.astype(np.float16))
+    with tempfile.TemporaryDirectory() as tmp:
+        full = Path(tmp) / path.name
+        model.save_weights(str(full))
+        # A new file, not datasets replaced in place: HDF5 never gives a deleted dataset's space back.
+        with h5py.File(full, "r") as src, h5py.File(path, "w") as dst:
+            _copy_float16(src, dst)
+
+
+def _copy_float16(src: Any, dst: Any) -> None:
+    import h5py
+
+    dst.attrs.update(dict(src.attrs))
+    for name, item in src.items():
+        if isinstance(item, h5py.Group):
+            _copy_float16(item, dst.create_group(name))
+            continue
+        data = item[()]
+        if isinstance(data, np.ndarray) and data.dtype == np.float32:
+            data = data.astype(np.float16)
+        dst.create_dataset(name, data=data)
+        dst[name].attrs.update(dict(item.attrs))
 
 
 def features_model(full: keras.Model) -> keras.Model:

@@ -19,8 +19,14 @@ def test_one_current_version_within_25_mb() -> None:
     committed = [MODELS / CURRENT_FILE, *(MODELS / "versions" / version).iterdir()]
     assert sum(p.stat().st_size for p in committed) <= 25 * 1024 * 1024
     manifest = read_manifest(MODELS, version, verify=True)
-    assert len(manifest["labels"]) == 49
-    assert {"by-model/released", "by-image/head"} <= set(manifest["metrics"])
+    assert len(manifest["labels"]) == 53  # Stanford Cars' 49 makes and cars-web's Kia, Lexus, Alfa Romeo, Maserati
+    assert {"Kia", "Lexus", "Alfa Romeo", "Maserati"} <= set(manifest["labels"])
+    assert {
+        "combined/released",
+        "stanford-cars by-model/released-onnx-int8",
+        "cars-web by-photo/released-onnx-int8",
+        "by-image/head",
+    } <= set(manifest["metrics"])
 
 
 def test_loads_and_ranks_makes_on_a_real_photo(shared_dir: Path) -> None:
@@ -44,5 +50,10 @@ def test_the_release_was_made_by_the_default_recipe() -> None:
     recipe, defaults = manifest["training"]["recipe"], asdict(TrainConfig())
     assert recipe == defaults  # every option of today's recipe, at its default
     assert defaults["input_size"] == manifest["input"]["size"] == 256
-    assert manifest["precision"] == "int8" and manifest["training"]["split"] == "by-model"
-    assert manifest["car_head"]["logit_scale"] == 5.0  # what training fits (the version was given it afterwards)
+    assert manifest["precision"] == "int8" and manifest["training"]["split"] == "combined"
+    assert {name: d["split"] for name, d in manifest["training"]["datasets"].items()} == {
+        "stanford-cars": "by-model",
+        "cars-web": "by-photo",
+    }
+    assert manifest["car_branch"]["input_downscale"] == 2  # the car check reads its own frozen ImageNet branch
+    assert manifest["car_head"]["logit_scale"] == 4.0  # what training fits: the designed scale, reached at once
