@@ -23,6 +23,7 @@ log = logging.getLogger("carspot.pipeline.kafka")
 
 _HEADROOM = 64 << 10  # message header and record overhead on top of the image
 _WAIT_LOG_INTERVAL_S = 5.0  # how often a send waiting out an outage says so
+_RECONNECT_BACKOFF_MAX_MS = 5_000  # kafka-python's 30 s default kept a restarted broker unused for over a minute
 
 
 class DeliveryError(RuntimeError):
@@ -57,6 +58,7 @@ def make_producer(
         client_id=client_id,
         transactional_id=transactional_id,
         transaction_timeout_ms=transaction_timeout_ms,
+        reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
     )
 
 
@@ -178,6 +180,7 @@ class KafkaPostSource:
             # A killed worker's partitions move to the others after this long, not Kafka's default 45 s.
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
+            reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
         )
 
     @property

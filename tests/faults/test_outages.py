@@ -23,7 +23,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.faults.stack import PrivateStack
+from tests.faults.stack import PrivateStack, start_stack
 from tests.integration.corpus import Corpus, build_corpus
 from tests.integration.support import carspot, dead_letters, read_topic, start_carspot
 
@@ -39,7 +39,7 @@ DUPLICATES = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
     data_dir = tmp_path_factory.mktemp("private-data")
-    started = PrivateStack.start(data_dir / "services")
+    started = start_stack(data_dir / "services")
     try:
         yield started
     finally:
