@@ -176,13 +176,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="carspot-chaos-") as tmp:
         root = Path(tmp)
         stack = PrivateStack(root=root / "data" / "services", topics={POSTS: 2, DLQ: 1})
+        children: list[subprocess.Popen[bytes]] = []
         try:
-            return run(args, rng, settings, root, stack)
+            return run(args, rng, settings, root, stack, children)
         finally:
+            for child in children:  # a worker that hung or an interrupted run: nothing of ours is left behind
+                if child.poll() is None:
+                    child.kill()
+                    child.wait(timeout=30)
             stack.stop()
 
 
-def run(args: argparse.Namespace, rng: random.Random, settings: Settings, root: Path, stack: PrivateStack) -> int:
+def run(
+    args: argparse.Namespace,
+    rng: random.Random,
+    settings: Settings,
+    root: Path,
+    stack: PrivateStack,
+    children: list[subprocess.Popen[bytes]],
+) -> int:
     (root / "src").mkdir()
     jsonl, bad_ids = make_source(
         root / "src", settings.shared_dir / "data" / "scenes", posts=args.posts, bad=args.bad, rng=rng
@@ -202,6 +214,7 @@ def run(args: argparse.Namespace, rng: random.Random, settings: Settings, root: 
     logs.mkdir(parents=True, exist_ok=True)
     worker_log = (logs / "workers.log").open("ab")
     workers = [start_worker(env, worker_log) for _ in range(args.workers)]
+    children.extend(workers)
     window = args.window or max(30.0, args.posts / 25.0)  # faults fall while the work goes on
     moments = sorted(
         [
@@ -213,6 +226,7 @@ def run(args: argparse.Namespace, rng: random.Random, settings: Settings, root: 
     started = time.monotonic()
     ingest_log = (logs / "ingest.log").open("ab")
     ingest = subprocess.Popen([CARSPOT, "ingest", f"jsonl:{jsonl}"], env=env, stdout=ingest_log, stderr=ingest_log)
+    children.append(ingest)
     back: dict[str, float] = {}
     events: list[str] = []
     sampling = threading.Event()
@@ -231,6 +245,7 @@ def run(args: argparse.Namespace, rng: random.Random, settings: Settings, root: 
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             workers.append(start_worker(env, worker_log))
+            children.append(workers[-1])
             back[fault] = time.monotonic()
             events.append(f"{offset:6.1f} s  worker SIGKILLed, a new one started")
         elif fault == "stop_postgres":
