@@ -398,12 +398,14 @@ def _batches(
 
 
 def _save_checkpoint(model: Any, path: Path, *, epochs_done: int) -> None:
-    """Weights, optimizer variables (step, moments) and the epoch count, written atomically."""
-    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    """The model's state (weights and its dropout layers' seed states), the optimizer's (step, moments) and the
+    epoch count, written atomically."""
+    arrays: dict[str, Any] = {"epochs_done": np.int64(epochs_done)}
+    arrays.update({f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)})
     arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, epochs_done=np.int64(epochs_done), **arrays)
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
@@ -412,7 +414,12 @@ def _restore_checkpoint(model: Any, path: Path) -> int:
     with np.load(path) as saved:
         n_w = sum(1 for k in saved.files if k.startswith("w"))
         n_o = sum(1 for k in saved.files if k.startswith("o"))
-        model.set_weights([saved[f"w{i}"] for i in range(n_w)])
+        if len(model.variables) != n_w:
+            raise DatasetError(
+                f"{path}: the checkpoint has {n_w} model variables, this run's model {len(model.variables)}"
+            )
+        for i, v in enumerate(model.variables):
+            v.assign(saved[f"w{i}"])
         model.optimizer.build(model.trainable_variables)
         variables = model.optimizer.variables
         if len(variables) != n_o:

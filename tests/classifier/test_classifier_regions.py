@@ -59,14 +59,14 @@ def test_empty_and_invalid_input(classifier: BrandClassifier) -> None:
 def test_feature_output_is_the_pooled_1280_vector_and_keeps_the_probabilities() -> None:
     model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
     rewritten, positions = with_feature_outputs(model)
-    position = positions.pooled
-    assert position == 1
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=rewritten, num_threads=1)
     interp.allocate_tensors()
     outputs = interp.get_output_details()
-    assert list(outputs[1]["shape"]) == [1, 1280] and list(outputs[0]["shape"]) == [1, 49]
+    assert list(outputs[positions.pooled]["shape"]) == [1, 1280]
+    assert list(outputs[positions.probabilities]["shape"]) == [1, 53]
+    assert positions.feature_map is not None and list(outputs[positions.feature_map]["shape"])[-1] == 1280
 
 
 def test_imagenet_head_and_car_classes() -> None:
@@ -79,7 +79,7 @@ def test_imagenet_head_and_car_classes() -> None:
 
 def test_without_feature_output_there_is_no_predict_regions() -> None:
     model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
-    labels = [f"m{i}" for i in range(49)]
+    labels = [f"m{i}" for i in range(53)]
     runtime = LiteRTRuntime(model, threads=1)
     assert hasattr(BrandClassifier(runtime=runtime, version="v", labels=labels), "predict_regions")
 

@@ -215,7 +215,7 @@ def test_the_auxiliary_car_model_loss_changes_what_fine_tuning_learns() -> None:
 
     def make_head(weight: float) -> np.ndarray:
         _, upper = keras_model.split_at_block(full, 15)
-        cfg = TrainConfig(finetune_epochs=1, batch_size=8, model_loss_weight=weight)
+        cfg = TrainConfig(finetune_epochs=1, batch_size=8, finetune_warmup_epochs=0.0, model_loss_weight=weight)
         kernel, _ = _finetune(upper, acts, makes, head, 2, cfg, log_dir=None, verbose=0, car_models=car_models)
         return kernel
 
@@ -277,4 +277,4 @@ def test_without_warm_up_or_with_a_single_step_fine_tuning_starts_at_its_peak_ra
     cfg = TrainConfig(finetune_epochs=4, batch_size=10, finetune_lr=1e-3, finetune_warmup_epochs=0.5)
     assert float(finetune_schedule(replace(cfg, finetune_warmup_epochs=0.0), rows=100)(0)) == pytest.approx(1e-3)
     assert float(finetune_schedule(replace(cfg, finetune_epochs=1), rows=5)(0)) == pytest.approx(1e-3)
-    assert TrainConfig().finetune_warmup_epochs == 0.0  # the released recipe has none
+    assert TrainConfig().finetune_warmup_epochs == 0.5  # the released recipe warms up for half an epoch

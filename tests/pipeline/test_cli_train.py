@@ -53,7 +53,8 @@ def test_without_options_it_trains_the_released_recipe(asked: list[dict[str, Any
 
     assert done.exit_code == 0, done.output
     assert len(asked) == 1
-    assert asked[0]["data"] == data
+    assert asked[0]["data"] == [data]
+    assert asked[0]["resume"] is False
     assert asked[0]["config"] == TrainConfig()
     assert asked[0]["split"] == "by-model"
     assert asked[0]["cache_dir"] == tmp_path / "data" / "cache" / "features"
