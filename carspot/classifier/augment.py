@@ -94,28 +94,26 @@ def _motion_blur(out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(cv2.filter2D(out, -1, kernel), dtype=np.uint8)
 
 
+def _random_crop(im: Image.Image, rng: np.random.Generator, *, area: tuple[float, float]) -> Image.Image:
+    """A crop of a random share of the image's area in ``area``, its aspect ratio jittered by up to 4:3."""
+    w, h = im.size
+    share = rng.uniform(*area) * w * h
+    aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))) * (w / h)
+    cw = int(min(w, max(8, round(np.sqrt(share * aspect)))))
+    ch = int(min(h, max(8, round(np.sqrt(share / aspect)))))
+    x0 = int(rng.integers(0, w - cw + 1))
+    y0 = int(rng.integers(0, h - ch + 1))
+    return im.crop((x0, y0, x0 + cw, y0 + ch))
+
+
 def augment(image: np.ndarray, rng: np.random.Generator, *, size: int = INPUT_SIZE) -> np.ndarray:
     """One random social-media-like view of ``image`` (HxWx3 uint8), as a size x size x 3 uint8 array."""
     im = Image.fromarray(image)
     w, h = im.size
     if rng.random() < PHONE_PHOTO["part"]:
-        # part of the car only: 25-55 % of the area (a front, a rear three-quarter, a side)
-        area = rng.uniform(0.25, 0.55) * w * h
-        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))) * (w / h)
-        cw = int(min(w, max(8, round(np.sqrt(area * aspect)))))
-        ch = int(min(h, max(8, round(np.sqrt(area / aspect)))))
-        x0 = int(rng.integers(0, w - cw + 1))
-        y0 = int(rng.integers(0, h - ch + 1))
-        im = im.crop((x0, y0, x0 + cw, y0 + ch))
+        im = _random_crop(im, rng, area=(0.25, 0.55))  # part of the car only: a front, a rear three-quarter, a side
     elif rng.random() < 0.75:
-        # random crop: 55-100 % of the area, aspect ratio jitter
-        area = rng.uniform(0.55, 1.0) * w * h
-        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))) * (w / h)
-        cw = int(min(w, max(8, round(np.sqrt(area * aspect)))))
-        ch = int(min(h, max(8, round(np.sqrt(area / aspect)))))
-        x0 = int(rng.integers(0, w - cw + 1))
-        y0 = int(rng.integers(0, h - ch + 1))
-        im = im.crop((x0, y0, x0 + cw, y0 + ch))
+        im = _random_crop(im, rng, area=(0.55, 1.0))  # a random crop of most of it
     else:
         # a loose box: the car smaller in the frame, surrounded by a flat background
         pad = rng.uniform(0.05, 0.3)
