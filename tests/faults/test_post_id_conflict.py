@@ -15,8 +15,9 @@ from carspot.pipeline.inprocess import InProcessQueue, MemoryDeadLetterSink
 from carspot.pipeline.message import Post
 from carspot.pipeline.worker import Worker
 from carspot.store.migrate import migrate
-from carspot.store.records import AnalysisRecord, RegionRecord
+from carspot.store.records import AnalysisRecord
 from tests.integration.conftest import Isolated
+from tests.pipeline.test_worker import analyze_one
 
 ORPHAN_ANALYSES = """SELECT count(*) FROM analyses a
                      WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.image_sha256 = a.image_sha256)"""
@@ -36,21 +37,7 @@ def post(post_id: str, picture: bytes) -> Post:
 
 def analysed(items: list[tuple[Post, np.ndarray]]) -> list[AnalysisRecord | Exception]:
     """The analysis is not what is under test: one car per picture."""
-    return [
-        AnalysisRecord(
-            image_sha256=p.image_sha256,
-            width=p.width,
-            height=p.height,
-            mode="detector",
-            detector="fake",
-            model_version="test",
-            regions=(RegionRecord(index=0, x1=1, y1=2, x2=10, y2=20, score=0.9, label="car"),),
-            brands=(),
-            analyzed_at=datetime.now(UTC),
-            duration_ms=1.0,
-        )
-        for p, _image in items
-    ]
+    return [analyze_one(p, image) for p, image in items]
 
 
 def test_the_stored_post_wins_and_the_conflicting_one_is_dead_lettered(isolated: Isolated) -> None:

@@ -12,7 +12,8 @@ import numpy as np
 from carspot.pipeline.inprocess import InProcessQueue, MemoryDeadLetterSink
 from carspot.pipeline.message import Post
 from carspot.pipeline.worker import Worker
-from carspot.store.records import AnalysisRecord, PostRecord, RegionRecord
+from carspot.store.records import AnalysisRecord, PostRecord
+from tests.pipeline.test_worker import analyze_one
 
 
 class Clock:
@@ -48,21 +49,7 @@ def test_a_batch_slower_than_the_idle_timeout_does_not_end_the_run_with_messages
 
     def slow_analysis(items: Sequence[tuple[Post, np.ndarray]]) -> list[AnalysisRecord | Exception]:
         clock.now += 30.0  # each batch takes 30 s, the idle timeout is 5 s
-        return [
-            AnalysisRecord(
-                image_sha256=p.image_sha256,
-                width=p.width,
-                height=p.height,
-                mode="detector",
-                detector="fake",
-                model_version="test",
-                regions=(RegionRecord(index=0, x1=1, y1=2, x2=10, y2=20, score=0.9, label="car"),),
-                brands=(),
-                analyzed_at=datetime.now(UTC),
-                duration_ms=1.0,
-            )
-            for p, _image in items
-        ]
+        return [analyze_one(p, image) for p, image in items]
 
     def write(posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
         stored.extend(p.post_id for p in posts)
