@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from carspot.analysis.car_free import car_free_images, images_under
+from carspot.analysis.predictors import predictor
 from carspot.classifier.registry import current_version
 from carspot.pipeline.app import load_analysis
-from carspot.pipeline.car_free import car_free_images, images_under
-from carspot.pipeline.evaluation import predictor
 from carspot.pipeline.settings import Settings
 
 

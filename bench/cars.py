@@ -17,10 +17,10 @@ import csv
 import json
 from pathlib import Path
 
+from carspot.analysis.outcomes import analyse_outcomes, count_cars
 from carspot.classifier.evaluate import report_from_predictions
 from carspot.ingest.images import decode_jpeg_rgb
 from carspot.pipeline.app import load_analysis, make_normalizer
-from carspot.pipeline.outcomes import analyse_outcomes, count_cars
 from carspot.pipeline.settings import Settings
 
 

@@ -19,9 +19,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from carspot.pipeline.app import load_analysis
-from carspot.pipeline.evaluation import compare_path
-from carspot.pipeline.scenes import make_scenes
+from carspot.analysis.evaluation import compare_path
+from carspot.analysis.scenes import make_scenes
+from carspot.pipeline.app import load_analysis, single_threaded_loader
 from carspot.pipeline.settings import Settings
 
 
@@ -52,7 +52,12 @@ def main() -> None:
                 count=args.count,
             )
         comparison = compare_path(
-            folder / "labels.csv", analysis=analysis, settings=settings, modes=modes, workers=args.workers
+            folder / "labels.csv",
+            analysis=analysis,
+            load_analysis=single_threaded_loader(settings),
+            batch=settings.analysis_batch_images,
+            modes=modes,
+            workers=args.workers,
         )
     source = analysis.runner(analysis.default_mode).classifier
     model = source() if source else None

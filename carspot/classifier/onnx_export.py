@@ -109,6 +109,7 @@ def add_onnx(model_dir: Path | str, version: str, *, calibration: Sequence[np.nd
     ``calibration`` must be at the version's input side (`carspot.classifier.training.calibration_inputs` with
     ``size=`` the manifest's): the exported graph takes any side, so photos at another one would calibrate the
     int8 ranges for inputs the version never serves, silently."""
+    from carspot.classifier.backbone import imagenet_network
     from carspot.classifier.keras_model import build_serving_model
     from carspot.classifier.serving import manifest_input_size
 
@@ -127,7 +128,7 @@ def add_onnx(model_dir: Path | str, version: str, *, calibration: Sequence[np.nd
         weights=folder / weights["file"],
         classes=len(manifest["labels"]),
         temperature=float(manifest["temperature"]),
-        car_branch=CAR_BRANCH in manifest,
+        car_branch_imagenet=imagenet_network() if CAR_BRANCH in manifest else None,
     )
     export_onnx(serving, folder / ONNX_FILE, calibration=calibration)
     entry = {

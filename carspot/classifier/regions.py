@@ -5,7 +5,7 @@ network pass per box: 32 boxes are 32 passes. The backbone's last 1280-channel m
 image at a higher resolution, already describes every part of it; averaging the cells inside a box gives
 features of the same kind the pooled classifier sees, so the ImageNet head's car probability ranks all boxes at
 the cost of one pass. Region search uses that ranking only to choose which few boxes get the exact per-crop
-check (`carspot.pipeline.analysis.region_search_mode`), so a coarse grid costs little accuracy.
+check (`carspot.analysis.modes.region_search_mode`), so a coarse grid costs little accuracy.
 """
 
 from __future__ import annotations

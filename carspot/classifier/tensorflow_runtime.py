@@ -31,6 +31,7 @@ class TensorFlowRuntime:
         import tensorflow as tf
 
         from carspot.classifier import keras_model
+        from carspot.classifier.backbone import imagenet_network
 
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:  # share the card with other workers instead of reserving all its memory
@@ -40,7 +41,10 @@ class TensorFlowRuntime:
         self.max_batch = max_batch
         with tf.device(self.device):
             self._model = keras_model.build_serving_model(
-                weights=weights, classes=classes, temperature=temperature, car_branch=car_branch
+                weights=weights,
+                classes=classes,
+                temperature=temperature,
+                car_branch_imagenet=imagenet_network() if car_branch else None,
             )
         spec = tf.TensorSpec([None, None, None, 3], tf.float32)
         self._forward: Any = tf.function(lambda x: self._model(x, training=False), input_signature=[spec])

@@ -1,1 +1,2 @@
-"""Settings, the Post message, Kafka wiring, the analysis worker and the `carspot` CLI."""
+"""Settings, the Post message, the Kafka transport, the analysis worker and dead letters, and the wiring of the
+parts (embedded and distributed, the ingest servers)."""

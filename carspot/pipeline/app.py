@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from carspot.detector.detections import CarDetector
-from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
-from carspot.ingest.images import NormalizedImage, normalize_image
-from carspot.ingest.loop import IngestedPost, IngestStats, Rejection, run_ingest
-from carspot.ingest.phash import NearDuplicateIndex
-from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
-from carspot.pipeline.analysis import (
+from carspot.analysis.modes import (
     Analysis,
     ClassifierSource,
     detector_mode,
     region_search_mode,
     standard_mode,
 )
+from carspot.detector.detections import CarDetector
+from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
+from carspot.ingest.images import NormalizedImage, normalize_image
+from carspot.ingest.loop import IngestedPost, IngestStats, Rejection, run_ingest
+from carspot.ingest.phash import NearDuplicateIndex
+from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
 from carspot.pipeline.message import Post
 from carspot.pipeline.models import CurrentClassifier
 from carspot.pipeline.settings import AnalysisMode, Settings
@@ -168,6 +168,12 @@ def load_car_detector(settings: Settings) -> CarDetector:
         car_classes=settings.detector_car_classes,
         score_threshold=settings.detector_score_threshold,
     )
+
+
+def single_threaded_loader(settings: Settings) -> Callable[[], Analysis]:
+    """A picklable loader of the analysis with one OpenCV and one classifier thread, for worker processes that
+    each take one core (`carspot.analysis.parallel`)."""
+    return functools.partial(load_analysis, settings.model_copy(update={"classifier_threads": 1, "cv_threads": 1}))
 
 
 def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = None) -> Analysis:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from carspot.pipeline.analysis import BrandClassifier
+from carspot.analysis.modes import BrandClassifier
 
 log = logging.getLogger("carspot.pipeline.models")
 

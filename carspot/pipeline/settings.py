@@ -38,26 +38,36 @@ def services_env_file(data_dir: Path) -> Path:
 
 
 class Settings(BaseSettings):
-    """CarSpot's settings; see the README's configuration table."""
+    """CarSpot's settings. Each field's docstring (or description) is its line in docs/configuration.md."""
 
     # A variable set but empty (``CARSPOT_REDIS_URL=``) means unset: the default, never an empty URL or path.
-    model_config = SettingsConfigDict(env_prefix="CARSPOT_", env_file=".env", extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARSPOT_", env_file=".env", extra="ignore", env_ignore_empty=True, use_attribute_docstrings=True
+    )
 
     data_dir: Path = Field(default=Path(".carspot"), description="Local state: services, SQLite, caches.")
     shared_dir: Path = Field(default_factory=default_shared_dir, description="The read-only shared folder.")
 
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     posts_topic: str = "carspot.posts"
+    """Topic of posts."""
     dlq_topic: str = "carspot.posts.dlq"
+    """Dead-letter topic."""
     posts_partitions: Annotated[int, Field(ge=1)] = 6
+    """Partitions `services up` creates (the most workers that can be busy)."""
     consumer_group: str = "carspot-analyzers"
+    """The workers' consumer group."""
     kafka_max_message_bytes: Annotated[int, Field(ge=1 << 20)] = 16 << 20
+    """Largest message; a normalised image that still does not fit is rejected at ingest."""
     kafka_compression: str | None = "lz4"
+    """Producer compression."""
 
     database_url: SecretStr = Field(default=SecretStr(""), description="SQLAlchemy URL; empty = SQLite under data_dir.")
     redis_url: SecretStr | None = Field(default=None, description="Redis for de-duplication; none = in memory.")
     redis_key_prefix: str = "carspot:"
+    """Prefix of the de-duplication keys."""
     dedup_ttl_s: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
+    """How long a post id / image hash is remembered (30 days)."""
 
     jsonl_image_dirs: list[Path] = Field(
         default_factory=list,
@@ -65,23 +75,36 @@ class Settings(BaseSettings):
     )
 
     image_max_side: Annotated[int, Field(ge=64, le=8192)] = 1024
+    """Longer side of the normalised JPEG."""
     image_max_bytes: Annotated[int, Field(ge=1024)] = 20 << 20
+    """Largest accepted input file (refused before it is read)."""
     image_max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    """Decompression-bomb guard, checked from the header before decoding."""
     image_jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 90
+    """Quality of the normalised JPEG."""
     dlq_max_original_bytes: Annotated[int, Field(ge=0)] = 1 << 20
+    """How much of a bad input's original bytes a dead letter keeps."""
 
     # Fetching image URLs (X media, HTTP push with image_url): see carspot.ingest.fetch.
     fetch_connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """Image URL fetching: connect timeout."""
     fetch_read_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Image URL fetching: read timeout."""
     fetch_total_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """Image URL fetching: whole download, all attempts."""
     fetch_max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
+    """Redirects followed (each hop re-vetted)."""
     fetch_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    """Attempts on timeouts and 5xx (capped backoff with jitter)."""
     fetch_backoff_max_s: Annotated[float, Field(gt=0)] = 8.0
+    """Longest wait between attempts."""
     fetch_allow_loopback: bool = Field(default=False, description="Let image URLs reach 127/8 and ::1 (tests).")
 
     # Near-duplicate pictures (re-encoded or resized copies): 64-bit perceptual hash, Hamming distance.
     phash_dedup: bool = True
+    """Also drop re-encoded or resized copies of a picture (perceptual hash)."""
     phash_threshold: Annotated[int, Field(ge=0, le=16)] = 4
+    """Largest Hamming distance between 64-bit perceptual hashes counted as the same picture."""
 
     # X/Twitter (API v2 through tweepy).
     x_bearer_token: SecretStr | None = Field(default=None, description="X API v2 app-only bearer token.")
@@ -89,17 +112,25 @@ class Settings(BaseSettings):
     x_rules_file: Path | None = Field(default=None, description="Filtered-stream rules, one per line.")
     x_mode: str = Field(default="stream", pattern="^(stream|search)$", description="stream, or search polling.")
     x_search_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    """Recent-search polling interval."""
     x_search_max_pages: Annotated[int, Field(ge=1)] = 10
+    """Pages (`next_token`) read per poll."""
     x_backoff_max_s: Annotated[float, Field(gt=0)] = 320.0
+    """Longest reconnect wait after disconnects and 5xx."""
     x_checkpoint_every: Annotated[int, Field(ge=1)] = 100
+    """Posts between checkpoints of the newest post id."""
 
     # The HTTP push endpoint (`carspot ingest http`).
     http_push_token: SecretStr | None = Field(default=None, description="Bearer token integrations must send.")
     http_push_host: str = "127.0.0.1"
+    """Push endpoint address."""
     http_push_port: Annotated[int, Field(ge=1, le=65535)] = 8088
+    """Push endpoint port."""
     http_push_ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """How long a push waits for Kafka's acknowledgement before answering."""
 
     mode: AnalysisMode = AnalysisMode.DETECTOR
+    """Default analysis mode: `detector`, `standard` or `region-search` (a post may ask for its own)."""
     detector: str = Field(
         default="centernet",
         pattern="^(yolo-fastestv2|centernet)$",
@@ -113,82 +144,92 @@ class Settings(BaseSettings):
         description="CenterNet: the repository's release (384 px), or a full build (carspot models build).",
     )
     centernet_input_size: Annotated[int, Field(ge=384, le=512, multiple_of=128)] = 384
-    """384 or 512, = detector.centernet.INPUT_SIZES (a Literal of ints would refuse the environment's "384").
-    384 by measurement: 26.0 vs 16.3 images/s in detector mode, top-5 58.8 vs 59.5 % on the 400 composites,
-    73.8 vs 73.9 % on the by-model photos."""
+    """CenterNet's input: `384` (the same weights with the upsampling sizes rewritten: 1.6x faster, as accurate;
+    measured below) or `512` (the graph's own)."""
     proposal_backend: str = Field(default="opencv", pattern="^(opencv|selectivesearch)$")
+    """Region proposals for region-search: `opencv` (ximgproc selective search) or `selectivesearch`."""
     proposal_max_side: Annotated[int, Field(ge=64, le=2048)] = 256
+    """Proposals run on a copy downscaled to this longer side; boxes are mapped back."""
     proposal_mode: Literal["fast", "quality", "single"] = "single"  # = detector.proposals.ProposalMode
+    """OpenCV selective search strategies: `single` (one segmentation, ~6x faster than `fast`), `fast`, `quality`."""
     proposal_max_count: Annotated[int, Field(ge=1, le=2000)] = 64
+    """Most proposals kept per image (spread over sizes)."""
     region_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    # the value is carspot.analysis.modes.WHOLE_IMAGE_CAR_THRESHOLD's; why: there
+    """A selective-search proposal is a car region when the model's car probability reaches this."""
     whole_image_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
-    """= carspot.pipeline.analysis.WHOLE_IMAGE_CAR_THRESHOLD (why this value: there)."""
+    """The whole image (detector and region-search modes) is a car region from this car probability: one test per
+    image, so lower than a proposal's."""
     region_max_regions: Annotated[int, Field(ge=1, le=100)] = 10
+    """Most car regions kept per image after NMS."""
     region_screen_count: Annotated[int, Field(ge=0, le=2000)] = 6
+    """Region search: proposals given their own backbone pass, chosen by one whole-image pass (0 = every proposal,
+    as the paper)."""
     region_screen_size: Annotated[int, Field(ge=64, le=2048, multiple_of=32)] = 448
+    """Region search: side of that whole-image pass (multiple of 32)."""
     region_screen_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """Region search: a proposal needs at least this rough P(car) from that pass to get its own pass."""
     region_whole_image: bool = True
+    """Region search: the whole image is verified too, so a car filling the frame is found without a proposal."""
     region_max_inside: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
-    """Region search: a car region with more than this share of its area inside a likelier one is the same car
-    (a door, a wheel, the front): dropped after NMS, whose IoU keeps a part inside a whole; 1 keeps every one.
-    Measured with model 20261201T032453Z (`bench/cars.py`): 300 single-car Stanford photos 1.48 / 1.30 / 1.21
-    car regions per photo at 1 / 0.8 / 0.5, top-5 94.3 % at each; 400 seed-7 composites (1.53 pasted cars per
-    image) 1.66 / 1.43 / 1.33, top-5 56.8 / 56.8 / 56.5 %. 0.8, as ``detector_max_inside``."""
+    """Region search: a car region with more than this share inside a likelier one is a part of the same car,
+    dropped."""
     min_brand_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
-    """An image whose best make has a calibrated probability below this is an unidentified car: its top-5 is
-    stored, marked unidentified, and brand share does not count it (dashboards count it apart); 0 marks none.
-    Chosen on the coverage / accuracy curve `carspot evaluate` prints, with model 20261201T032453Z in detector
-    mode on the 1,681 by-model validation photos (2026-12-06; answered share, top-1 / top-5 of the answered):
-    0 -> 99.6 %, 57.2 / 76.9 %; 0.1 -> 98.5 %, 57.7 / 77.5 %; 0.2 -> 84.8 %, 64.7 / 82.7 %; 0.3 -> 70.7 %,
-    71.0 / 87.4 %; 0.4 -> 58.6 %, 78.1 / 90.9 %; 0.5 -> 48.7 %, 83.6 / 92.4 %. 0.3 is the lowest threshold of
-    that 0.1 grid at which the rank-1 make, what brand share counts, is right at least two times in three, and
-    it still answers for 7 car photos in 10. A new model has another curve: read it again before promoting one."""
+    """An image whose best make's calibrated probability is below this is an unidentified car: its top-5 is stored,
+    marked `unidentified`, and brand share does not count it (the dashboard counts it apart); 0 marks none. Chosen
+    on `carspot evaluate`'s coverage / accuracy curve (docs/benchmarks.md)."""
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
+    """The weights' expected sha256, checked at load."""
     detector_score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    """0.1, not the detectors' own 0.3: the car head's box check (``detector_box_car_threshold``) drops what a lower
-    score lets through, and the size floor (``detector_min_box_area``) the tiny boxes whose crops get confident
-    wrong makes. CenterNet, the brand model on ONNX Runtime, the default 2,304 px² floor, 0.2 / 0.1: by-model
-    photos top-5 75.0 / 74.8 % (top-1 52.8 / 52.6 %); 400 seed-7 composites (where the values were chosen)
-    64.5 / 67.2 %. Held out (400 seed-11 composites, 4,096 px² floor, the same as 2,304 at 0.1): 61.3 / 63.7 %,
-    cars filling 5-10 % 47 / 53 %, 37.4 / 35.6 images/s. YOLO-FastestV2, seed-7: 58.5 % (0.2, no floor) / 59.5 %
-    (0.1, 4,096). No car-free image (55) got brands. Without a floor, 0.1 cost the by-model photos 1.6 points of
-    top-1. Before (LiteRT, no floor), 0.3 / 0.2: CenterNet 57.8 / 61.3 % on the held-out composites."""
+    """Lowest detector score kept; lower than the detectors' usual 0.3 because the box check drops what it lets
+    through and the size floor the tiny boxes."""
     detector_car_classes: tuple[str, ...] = ("car", "truck")
-    """COCO's "truck" too: pickups, vans and big SUVs are makes' cars (Stanford Cars has them) and COCO detectors
-    often call them, or a car seen at an odd scale, trucks. Measured on the 400 composites, top-5 with "car" vs
-    "car"+"truck": CenterNet 58.5 -> 59.8 % (5 images gained, none lost), YOLO-FastestV2 50.8 -> 56.3 % (22 / 0);
-    by-model photos 73.8 -> 74.1 % and 73.6 -> 74.4 %; no car-free image got brands. "bus" added nothing."""
+    """COCO classes that count as cars: "truck" too, because COCO detectors call pickups, vans, big SUVs and many
+    cars trucks."""
     detector_whole_image: bool = True
+    # the value is carspot.analysis.modes.DETECTOR_BOX_CAR_THRESHOLD's; why: there
+    """Detector mode: the whole image is verified by the brand model's car head too (a car filling the frame is
+    often missed by the detector)."""
     detector_box_car_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.005
-    """= carspot.pipeline.analysis.DETECTOR_BOX_CAR_THRESHOLD (why this value: there); 0 keeps every box."""
+    """Detector mode: a box whose crop the model's car check gives a car probability below this is dropped (a
+    detector's plain mistake); `0` keeps every box."""
+    # the value is carspot.analysis.modes.DETECTOR_MIN_BOX_AREA's; why: there
     detector_min_box_area: Annotated[float, Field(ge=0.0)] = 2304.0
-    """= carspot.pipeline.analysis.DETECTOR_MIN_BOX_AREA (why this value: there); 0 keeps every box."""
+    """Detector mode: a box smaller than this many square pixels (48 × 48) is dropped before classification: blown
+    up, such a crop shows no make yet gets a confident one; `0` keeps every box."""
+    # the value is carspot.analysis.modes.DETECTOR_MAX_INSIDE's; why: there
     detector_max_inside: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
-    """= carspot.pipeline.analysis.DETECTOR_MAX_INSIDE (why this value: there); 1 keeps every box."""
+    """Detector mode: a box with more than this share of its area inside a more confident box is dropped before
+    classification (a part of a car, a "car" inside a pickup's "truck" box); `1` keeps every box."""
     cv_threads: Annotated[int, Field(ge=0)] = 0
+    """OpenCV threads (0 = OpenCV's default)."""
     blas_threads: Annotated[int, Field(ge=0)] = 1
-    """numpy's BLAS threads (0 = the library's default). The analysis multiplies small matrices (the car head:
-    at most 64 x 1280 by 1280 x 1000); OpenBLAS's idle threads spin after each product and took the other core
-    from a second worker process (measured: two region-search processes 0.41 s/image each with the default,
-    0.20 s/image with one thread)."""
+    """Numpy's BLAS threads (0 = the library's default; more only spin: the products are small)."""
 
     model_dir: Path = Field(default=_REPO_ROOT / "models", description="Brand model registry (versions + CURRENT).")
     model_check_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    """How often a worker looks for a newly promoted model (it swaps without a restart)."""
     classifier_threads: Annotated[int, Field(ge=1)] = 2
+    """Threads of the brand classifier's runtime (ONNX Runtime) and of CenterNet's (LiteRT)."""
     classifier_runtime: Literal["auto", "onnxruntime", "litert", "tensorflow"] = "auto"  # = runtime.RuntimeChoice
-    """auto: TensorFlow when it sees a GPU and the model version ships its Keras weights, else ONNX Runtime when
-    it ships its int8 ONNX file (CPU, the fastest measured), else LiteRT (CPU)."""
+    """`auto`: TensorFlow when it sees a GPU (and the version ships `classifier.weights.h5`), else ONNX Runtime on
+    CPU when the version ships its int8 `classifier.onnx`, else LiteRT; or `onnxruntime`, `litert`, `tensorflow`."""
 
     batch_max_messages: Annotated[int, Field(ge=1)] = 32
+    """Most messages per worker batch."""
     batch_max_seconds: Annotated[float, Field(gt=0)] = 5.0
+    """A batch is cut after this long; the rest is re-read, so `max.poll.interval.ms` is never exceeded."""
     analysis_batch_images: Annotated[int, Field(ge=1, le=256)] = 8
-    """Images whose regions go to the brand classifier in one call (a GPU wants more; the time cut of a batch
-    is checked between these groups, so a group's analysis should stay well under ``batch_max_seconds``)."""
+    """Images whose regions go to the brand classifier in one call (raise it on a GPU); the time cut is checked
+    between these groups."""
     max_poll_interval_ms: Annotated[int, Field(ge=10_000)] = 300_000
+    """Kafka consumer `max.poll.interval.ms`."""
 
     log_level: str = "INFO"
+    """Log level."""
     log_json: bool = False
+    """JSON log lines instead of key=value."""
 
     @classmethod
     def load(cls) -> Settings:

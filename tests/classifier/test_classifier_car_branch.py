@@ -58,7 +58,7 @@ def _car_probability(model: Any, images: list[np.ndarray]) -> np.ndarray:
 def test_car_free_images_are_refuted_and_car_photos_accepted_whatever_the_brand_network(
     imagenet: Any, shared_dir: Path, scenes_dir: Path
 ) -> None:
-    from carspot.pipeline.car_free import car_free_images
+    from carspot.analysis.car_free import car_free_images
 
     model = _classifier(imagenet, seed=1)
     free = [image for _, image in car_free_images(scenes_dir=scenes_dir)]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from carspot.analysis.car_free import car_free_images
 from carspot.classifier.car_check import CarCheckReport, car_check_regression, measure_car_check
 from carspot.classifier.data import load_image, load_samples
 from carspot.classifier.serving import load_classifier
-from carspot.pipeline.car_free import car_free_images
 from tests.classifier.car_checks import check_report
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -2,7 +2,7 @@
 
 Two sources, both offline: the sample images bundled in the scikit-image wheel (a dependency already; only
 those read from the wheel itself, none that scikit-image would download), and, when ``../shared`` is there, its
-real car-free scenes (`carspot.pipeline.scenes.CAR_FREE_SCENES`) whole and as seeded crops and mirror images.
+real car-free scenes (`carspot.analysis.scenes.CAR_FREE_SCENES`) whole and as seeded crops and mirror images.
 Motorcycles (scikit-image's stereo pair) are in on purpose: a vehicle that is not a car. Users add their own
 (``carspot models promote --car-free DIR``: what their feeds show without cars); they come after the built-in
 ones, never instead, so a gate with them is never weaker than without.
@@ -16,9 +16,9 @@ from typing import Final
 
 import numpy as np
 
+from carspot.analysis.scenes import CAR_FREE_SCENES, negative_views, render_negative_view
 from carspot.classifier.data import IMAGE_SUFFIXES, load_image
 from carspot.classifier.errors import DatasetError
-from carspot.pipeline.scenes import CAR_FREE_SCENES, negative_views, render_negative_view
 
 __all__ = ["SCIKIT_IMAGE_SAMPLES", "car_free_images", "images_under"]
 

@@ -3,7 +3,7 @@
 A worker process analyses its images in groups (their regions in one classifier call, as the worker groups a
 polled batch); ops scale by running more of them (one per core). Measuring a
 mode's throughput "on 2 cores" therefore means two such processes, each with single-threaded OpenCV and LiteRT,
-sharing the images; that is what `process_pool_runner` does for `carspot.pipeline.evaluation`. Each process
+sharing the images; that is what `process_pool_runner` does for `carspot.analysis.evaluation`. Each process
 loads the models and decodes its images before the clock starts, and runs every mode on a few images as a
 warm-up, so the timed part is decoded image → top-5, as in a long-running worker.
 """
@@ -18,38 +18,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from carspot.analysis.modes import Analysis
+from carspot.analysis.predictors import ModeRun, batch_predictor, warm_up
 from carspot.classifier.data import load_image
 from carspot.classifier.evaluate import TopK
-from carspot.pipeline.settings import Settings
 
-__all__ = ["ModeRun", "process_pool_runner", "warm_up"]
+__all__ = ["AnalysisLoader", "process_pool_runner"]
 
-ModeRun = Callable[[str], tuple[list[TopK], float]]
-"""mode -> (each image's top-5, in input order; wall-clock seconds per image)."""
+AnalysisLoader = Callable[[], Analysis]
+"""Loads the analysis in a worker process; picklable (a module-level function or a functools.partial of one),
+since processes are spawned. The composition root makes it (`carspot.pipeline.app.single_threaded_loader`)."""
 
 _STATE: dict[str, Any] = {}
-WARM_UP_IMAGES = 8
-"""Images each mode runs before the clock starts: the first calls create the runtime's interpreters (one per
-batch size, XNNPACK packs the weights for each), a one-off a long-running worker never pays again."""
 _STARTUP_LIMIT_S = 900.0
 _SECONDS_PER_IMAGE_LIMIT = 30.0
 
 
-def warm_up(predict: Callable[[Sequence[Any]], object], images: Sequence[Any]) -> None:
-    """The first images as one group, then one by one, before the clock starts."""
-    predict(images[:WARM_UP_IMAGES])
-    for image in images[:WARM_UP_IMAGES]:
-        predict([image])
-
-
-def _init(settings: Settings, paths: Sequence[Path], modes: Sequence[str]) -> None:
+def _init(load_analysis: AnalysisLoader, paths: Sequence[Path], modes: Sequence[str]) -> None:
     """Runs once in each worker process. Errors are kept, not raised: a Pool would respawn a failing
     initializer forever; `_ready` reports them to the parent instead."""
     try:
-        from carspot.pipeline.app import load_analysis
-        from carspot.pipeline.evaluation import batch_predictor
-
-        analysis = load_analysis(settings)
+        analysis = load_analysis()
         images = [load_image(path) for path in paths]
         predictors = {mode: batch_predictor(analysis, mode) for mode in modes}
         for predict in predictors.values():
@@ -72,17 +61,17 @@ def _run(task: tuple[str, list[int]]) -> list[tuple[int, TopK]]:
 
 @contextmanager
 def process_pool_runner(
-    settings: Settings, paths: Sequence[Path], *, modes: Sequence[str], workers: int
+    load_analysis: AnalysisLoader, paths: Sequence[Path], *, modes: Sequence[str], workers: int, batch: int
 ) -> Iterator[ModeRun]:
-    """``workers`` processes (spawned, so no model state is shared by fork), each with one OpenCV and one
-    LiteRT thread, that analyse ``paths`` in groups of ``settings.analysis_batch_images`` images."""
+    """``workers`` processes (spawned, so no model state is shared by fork), each loading its analysis with
+    ``load_analysis`` (single-threaded libraries, one process per core), that analyse ``paths`` in groups of
+    ``batch`` images."""
     if workers < 1:
         raise ValueError("workers must be at least 1")
     if not paths:
         raise ValueError("no images to analyse")
-    per_process = settings.model_copy(update={"classifier_threads": 1, "cv_threads": 1})
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init, initargs=(per_process, list(paths), list(modes))) as pool:
+    with context.Pool(workers, initializer=_init, initargs=(load_analysis, list(paths), list(modes))) as pool:
         started, pids = time.monotonic(), set[int]()
         while len(pids) < workers:
             probes = pool.map_async(_ready, range(2 * workers), chunksize=1).get(timeout=_STARTUP_LIMIT_S)
@@ -94,7 +83,7 @@ def process_pool_runner(
                 raise TimeoutError(f"only {len(pids)} of {workers} worker processes started")
 
         def run(mode: str) -> tuple[list[TopK], float]:
-            n, chunk = len(paths), settings.analysis_batch_images
+            n, chunk = len(paths), batch
             tasks = [(mode, list(range(i, min(i + chunk, n)))) for i in range(0, n, chunk)]
             clock = time.perf_counter()
             # bounded: a worker killed mid-task would otherwise leave Pool.map waiting forever

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from carspot.analysis.car_free import SCIKIT_IMAGE_SAMPLES, car_free_images, images_under
+from carspot.analysis.scenes import CAR_FREE_SCENES
 from carspot.classifier.errors import DatasetError
-from carspot.pipeline.car_free import SCIKIT_IMAGE_SAMPLES, car_free_images, images_under
-from carspot.pipeline.scenes import CAR_FREE_SCENES
 
 
 def test_the_scikit_image_samples_and_motorcycles_come_as_rgb_without_the_scenes() -> None:

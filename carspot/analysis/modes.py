@@ -33,8 +33,22 @@ import numpy as np
 from carspot.detector.detections import Detections
 from carspot.detector.nms import box_inside, non_max_suppression, suppress_contained
 from carspot.detector.proposals import Proposals
-from carspot.pipeline.message import Post
 from carspot.store.records import AnalysisRecord, BrandScore, RegionRecord
+
+
+class Post(Protocol):
+    """What the analysis reads of a post (the wire message `carspot.pipeline.message.Post` has it): its image's
+    identity and size for the record, and the mode it asks for (None: the default one)."""
+
+    @property
+    def image_sha256(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def mode(self) -> str | None: ...
+
 
 CarDetector = Callable[[np.ndarray], Detections]
 TopK = list[tuple[str, float]]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.pipeline.analysis import Analysis, AnalysisParts, ImageWork, ModeRunner
-from carspot.pipeline.evaluation import compare_path
+from carspot.analysis.evaluation import compare_path
+from carspot.analysis.modes import Analysis, AnalysisParts, ImageWork, ModeRunner
 from carspot.store.records import BrandScore
 
 
@@ -66,7 +66,7 @@ def test_each_mode_is_scored_overall_on_standards_misses_and_per_bucket(labels: 
 
 
 def test_worker_processes_give_the_same_answers_as_one_process(tmp_path: Path, shared_dir: Path) -> None:
-    from carspot.pipeline.app import load_analysis
+    from carspot.pipeline.app import load_analysis, single_threaded_loader
     from carspot.pipeline.settings import Settings
 
     scenes = shared_dir / "data" / "scenes"
@@ -75,7 +75,9 @@ def test_worker_processes_give_the_same_answers_as_one_process(tmp_path: Path, s
     settings = Settings(shared_dir=shared_dir, classifier_threads=1, _env_file=None)  # type: ignore[call-arg]
     modes = ["standard", "detector"]
     alone = compare_path(tmp_path / "labels.csv", analysis=load_analysis(settings), modes=modes)
-    pooled = compare_path(tmp_path / "labels.csv", settings=settings, modes=modes, workers=2)
+    pooled = compare_path(
+        tmp_path / "labels.csv", load_analysis=single_threaded_loader(settings), modes=modes, workers=2
+    )
     for one, two in zip(alone.results, pooled.results, strict=True):
         assert one.mode == two.mode
         assert [[m for m, _ in p] for p in one.predictions] == [[m for m, _ in p] for p in two.predictions]
@@ -83,8 +85,9 @@ def test_worker_processes_give_the_same_answers_as_one_process(tmp_path: Path, s
 
 
 def test_worker_processes_that_cannot_load_the_models_fail_the_run(tmp_path: Path, labels: Path) -> None:
+    from carspot.pipeline.app import single_threaded_loader
     from carspot.pipeline.settings import Settings
 
     broken = Settings(model_dir=tmp_path / "no-models", _env_file=None)  # type: ignore[call-arg]
     with pytest.raises(RuntimeError, match="could not load the analysis"):
-        compare_path(labels, settings=broken, modes=["standard"], workers=2)
+        compare_path(labels, load_analysis=single_threaded_loader(broken), modes=["standard"], workers=2)

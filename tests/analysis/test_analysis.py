@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from carspot.detector.detections import Detections
-from carspot.pipeline.analysis import (
+from carspot.analysis.modes import (
     DETECTOR_BOX_CAR_THRESHOLD,
     WHOLE_IMAGE_CAR_THRESHOLD,
     Analysis,
@@ -23,6 +22,7 @@ from carspot.pipeline.analysis import (
     region_search_mode,
     standard_mode,
 )
+from carspot.detector.detections import Detections
 from carspot.pipeline.message import Post
 from carspot.store.records import AnalysisRecord
 

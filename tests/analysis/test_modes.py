@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.pipeline.analysis import Analysis
+from carspot.analysis.modes import Analysis
+from carspot.analysis.scenes import validation_cars
 from carspot.pipeline.app import load_analysis, load_car_detector
 from carspot.pipeline.message import Post
-from carspot.pipeline.scenes import validation_cars
 from carspot.pipeline.settings import Settings
 
 MODES = ("standard", "region-search", "detector")

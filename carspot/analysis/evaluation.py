@@ -8,19 +8,16 @@ top-5 makes are scored against its label. Besides the overall numbers, each mode
 from __future__ import annotations
 
 import csv
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from carspot.analysis.modes import Analysis
+from carspot.analysis.parallel import AnalysisLoader, process_pool_runner
+from carspot.analysis.predictors import ModeRun, in_process
 from carspot.classifier.data import Sample, load_image, load_samples
-from carspot.classifier.evaluate import EvaluationReport, TopK, report_from_predictions
-from carspot.pipeline.analysis import Analysis, analyse_images
-from carspot.pipeline.parallel import ModeRun, process_pool_runner, warm_up
-from carspot.pipeline.settings import Settings
+from carspot.classifier.evaluate import EvaluationReport, report_from_predictions
 
 STANDARD = "standard"
 
@@ -99,42 +96,6 @@ def _bucket_order(bucket: str) -> tuple[float, str]:
         return (float("inf"), bucket)
 
 
-def batch_predictor(analysis: Analysis, mode: str) -> Callable[[Sequence[np.ndarray]], list[TopK]]:
-    """The images' top-5 makes exactly as the worker computes them in ``mode``, the images analysed together
-    (their regions in one classifier call, `carspot.pipeline.analysis.analyse_images`)."""
-    runner = analysis.runner(mode)
-
-    def predict(images: Sequence[np.ndarray]) -> list[TopK]:
-        tops: list[TopK] = []
-        for result in analyse_images([(runner, image) for image in images]):
-            if isinstance(result, Exception):
-                raise result
-            tops.append([(b.make, b.score) for b in result.parts.brands])
-        return tops
-
-    return predict
-
-
-def predictor(analysis: Analysis, mode: str) -> Callable[[np.ndarray], TopK]:
-    """One image's top-5 makes exactly as the worker computes them in ``mode``."""
-    predict_batch = batch_predictor(analysis, mode)
-    return lambda image: predict_batch([image])[0]
-
-
-def in_process(analysis: Analysis, images: Sequence[np.ndarray], *, batch: int) -> ModeRun:
-    """Each mode over ``images`` in this process, ``batch`` images at a time as the worker groups them (threads
-    as the libraries use them)."""
-
-    def run(mode: str) -> tuple[list[TopK], float]:
-        predict = batch_predictor(analysis, mode)
-        warm_up(predict, images)
-        started = time.perf_counter()
-        predictions = [top for i in range(0, len(images), batch) for top in predict(images[i : i + batch])]
-        return predictions, (time.perf_counter() - started) / len(images)
-
-    return run
-
-
 def compare_modes(
     samples: Sequence[Sample], *, modes: Sequence[str], run_mode: ModeRun, buckets: dict[str, str] | None = None
 ) -> Comparison:
@@ -177,33 +138,26 @@ def compare_path(
     *,
     modes: Sequence[str],
     analysis: Analysis | None = None,
-    settings: Settings | None = None,
+    load_analysis: AnalysisLoader | None = None,
+    batch: int = 8,
     workers: int = 1,
 ) -> Comparison:
     """The modes side by side on a labelled folder or CSV: in this process with ``analysis``, or spread over
-    ``workers`` processes that each load the analysis from ``settings`` (`carspot.pipeline.parallel`). Either
-    way images are analysed in groups of ``settings.analysis_batch_images`` (its default without settings)."""
+    ``workers`` processes that each call ``load_analysis`` (picklable; `carspot.analysis.parallel`). Either way
+    images are analysed in groups of ``batch`` (the worker's ``analysis_batch_images``)."""
     samples = load_samples(data)
     buckets = read_buckets(data)
     if workers <= 1:
         if analysis is None:
             raise ValueError("compare_path in one process needs the analysis")
         images = [load_image(s.path) for s in samples]
-        batch = (settings or Settings.model_construct()).analysis_batch_images
         run_mode = in_process(analysis, images, batch=batch)
         return compare_modes(samples, modes=modes, run_mode=run_mode, buckets=buckets)
-    if settings is None:
-        raise ValueError("compare_path with worker processes needs the settings to load the analysis from")
-    with process_pool_runner(settings, [Path(s.path) for s in samples], modes=modes, workers=workers) as run:
+    if load_analysis is None:
+        raise ValueError("compare_path with worker processes needs a loader of the analysis")
+    paths = [Path(s.path) for s in samples]
+    with process_pool_runner(load_analysis, paths, modes=modes, workers=workers, batch=batch) as run:
         return compare_modes(samples, modes=modes, run_mode=run, buckets=buckets)
 
 
-__all__ = [
-    "Comparison",
-    "ModeResult",
-    "batch_predictor",
-    "compare_modes",
-    "compare_path",
-    "in_process",
-    "predictor",
-]
+__all__ = ["Comparison", "ModeResult", "compare_modes", "compare_path"]

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from carspot.analysis.coverage import CoveragePoint, coverage_curve, curve_to_json, render_curve
+from carspot.analysis.modes import Analysis, analyse_images
 from carspot.classifier.data import load_image, load_samples
 from carspot.classifier.evaluate import EvaluationReport, TopK, report_from_predictions
-from carspot.pipeline.analysis import Analysis, analyse_images
-from carspot.pipeline.coverage import CoveragePoint, coverage_curve, curve_to_json, render_curve
 
 
 @dataclass(frozen=True)

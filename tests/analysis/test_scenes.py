@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carspot.classifier.data import load_samples, split_by_model
-from carspot.pipeline.scenes import (
+from carspot.analysis.scenes import (
     CAR_FREE_SCENES,
     LABEL_COLUMNS,
     SceneSet,
@@ -20,6 +19,7 @@ from carspot.pipeline.scenes import (
     negative_views,
     validation_cars,
 )
+from carspot.classifier.data import load_samples, split_by_model
 
 COUNT = 12
 SCENES_WITH_CARS = {"bus.jpg", "dog.jpg", "street-000004.jpg", "times-square.png"}

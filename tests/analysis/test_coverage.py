@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carspot.pipeline.coverage import THRESHOLDS, coverage_curve, render_curve
+from carspot.analysis.coverage import THRESHOLDS, coverage_curve, render_curve
 
 TRUTH = ["BMW", "Audi", "Ford", "Kia"]
 PREDICTIONS = [

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from carspot.classifier import training
 from carspot.classifier.training import TrainConfig
+from carspot.cli.main import app
 from carspot.pipeline import logs
-from carspot.pipeline.cli import app
 
 
 @pytest.fixture

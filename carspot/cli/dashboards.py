@@ -1,0 +1,62 @@
+"""`carspot dashboard` and `carspot report`: what marketing teams and analysts read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carspot.cli.common import current_settings
+
+app = typer.Typer()
+report = typer.Typer(help="Reports for analysts.")
+app.add_typer(report, name="report")
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    refresh: Annotated[int, typer.Option(help="Live feed refresh, seconds.")] = 10,
+) -> None:
+    """Serve the web dashboard: brand share, daily trend, live feed, weekly report downloads."""
+    from carspot.dashboards.web import serve
+    from carspot.store.engine import create_engine_for
+
+    engine = create_engine_for(current_settings().resolved_database_url)
+    try:
+        serve(engine=engine, host=host, port=port, refresh_seconds=refresh)
+    finally:
+        engine.dispose()
+
+
+@report.command("weekly")
+def report_weekly(
+    week: Annotated[str | None, typer.Option(help="ISO week, e.g. 2026-W47; default: the last complete week.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Only analyses of this mode.")] = None,
+) -> None:
+    """The weekly brand report: per make images, share and top-5 mentions, per-day counts, totals."""
+    from datetime import UTC, datetime
+
+    from carspot.dashboards.report import ReportError, weekly_report
+    from carspot.store.engine import create_engine_for
+
+    if output_format not in ("csv", "json"):
+        raise typer.BadParameter("--format must be csv or json")
+    engine = create_engine_for(current_settings().resolved_database_url)
+    try:
+        report = weekly_report(engine, week=week, now=datetime.now(UTC), mode=mode)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    text = report.to_csv() if output_format == "csv" else report.to_json()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
