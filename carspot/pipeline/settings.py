@@ -174,10 +174,11 @@ class Settings(BaseSettings):
     region_max_inside: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
     """Region search: a car region with more than this share inside a likelier one is a part of the same car,
     dropped."""
-    min_brand_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    min_brand_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     """An image whose best make's calibrated probability is below this is an unidentified car: its top-5 is stored,
     marked `unidentified`, and brand share does not count it (the dashboard counts it apart); 0 marks none. Chosen
-    on `carspot evaluate`'s coverage / accuracy curve (docs/benchmarks.md)."""
+    on `carspot evaluate`'s coverage / accuracy curve as the threshold that maximises right minus wrong brands
+    counted per car image on both held-out sets (docs/benchmarks.md, 2026-12-06)."""
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     """The weights' expected sha256, checked at load."""
