@@ -89,6 +89,7 @@ def _reader(bootstrap: str, *, timeout_ms: int, max_bytes: int = 32 << 20) -> Ka
             max_partition_fetch_bytes=max_bytes,
             fetch_max_bytes=max(52_428_800, max_bytes),
             request_timeout_ms=max(timeout_ms, 15_000),
+            check_crcs=False,  # kafka-python's pure-Python CRC-32C reads ~1 MB/s: 20 s for 300 pictures
         )
     except KafkaError as exc:
         raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
@@ -171,7 +172,7 @@ def read_window(
     timeout_s: float = 60.0,
     max_bytes: int = 32 << 20,
 ) -> Iterator[TopicRecord]:
-    """The committed records of ``topic`` stamped in ``[since, until)``, partition by partition in offset order,
+    """The committed records of ``topic`` stamped in ``[since, until)``, in offset order within each partition,
     from the first offset at or after ``since`` (Kafka's time index) to the end offsets taken when it starts."""
     consumer = _reader(bootstrap, timeout_ms=int(timeout_s * 1000), max_bytes=max_bytes)
     try:
@@ -191,30 +192,35 @@ def _read(
     if since is not None:
         found = consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
         starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in partitions}
+    todo = [tp for tp in partitions if starts[tp] < ends[tp]]
+    if not todo:
+        return
+    consumer.assign(todo)
+    for tp in todo:
+        consumer.seek(tp, starts[tp])
     until_ms = None if until is None else int(until.timestamp() * 1000)
     deadline = time.monotonic() + timeout_s
-    for tp in partitions:
-        if starts[tp] >= ends[tp]:
-            continue
-        consumer.assign([tp])
-        consumer.seek(tp, starts[tp])
-        empty = 0
-        while consumer.position(tp) < ends[tp] and empty < _MAX_EMPTY_POLLS and time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=_READ_POLL_MS).get(tp, [])
-            empty = 0 if batch else empty + 1
+    empty = 0
+    while todo and empty < _MAX_EMPTY_POLLS and time.monotonic() < deadline:
+        polled = consumer.poll(timeout_ms=_READ_POLL_MS)
+        empty = 0 if polled else empty + 1
+        for tp, batch in sorted(polled.items(), key=lambda kv: kv[0].partition):
             for r in batch:
-                if r.offset >= ends[tp]:
-                    break
-                if until_ms is not None and r.timestamp >= until_ms:
-                    continue
-                yield TopicRecord(
-                    partition=r.partition,
-                    offset=r.offset,
-                    timestamp=datetime.fromtimestamp(r.timestamp / 1000, UTC),
-                    key=r.key,
-                    value=r.value,
-                    headers=tuple((str(k), bytes(v or b"")) for k, v in (r.headers or ())),
-                )
+                if r.offset < ends[tp] and (until_ms is None or r.timestamp < until_ms):
+                    yield _record(r)
+        todo = [tp for tp in todo if consumer.position(tp) < ends[tp]]
+        consumer.pause(*[tp for tp in consumer.assignment() if tp not in todo])
+
+
+def _record(r: Any) -> TopicRecord:
+    return TopicRecord(
+        partition=r.partition,
+        offset=r.offset,
+        timestamp=datetime.fromtimestamp(r.timestamp / 1000, UTC),
+        key=r.key,
+        value=r.value,
+        headers=tuple((str(k), bytes(v or b"")) for k, v in (r.headers or ())),
+    )
 
 
 def read_records(
@@ -251,16 +257,7 @@ def _read_one(consumer: KafkaConsumer, tp: TopicPartition, offset: int, *, timeo
     while time.monotonic() < deadline and consumer.position(tp) <= offset:
         for r in consumer.poll(timeout_ms=_READ_POLL_MS).get(tp, []):
             if r.offset == offset:
-                return [
-                    TopicRecord(
-                        partition=r.partition,
-                        offset=r.offset,
-                        timestamp=datetime.fromtimestamp(r.timestamp / 1000, UTC),
-                        key=r.key,
-                        value=r.value,
-                        headers=tuple((str(k), bytes(v or b"")) for k, v in (r.headers or ())),
-                    )
-                ]
+                return [_record(r)]
             if r.offset > offset:  # the offset was a transaction marker or an aborted record
                 return []
     return []
