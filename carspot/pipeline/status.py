@@ -93,7 +93,8 @@ def _part(name: str, errors: dict[str, str], read: Callable[[], _T]) -> _T | Non
     try:
         return read()
     except Exception as exc:  # one part down must not hide the others: reported, not swallowed
-        errors[name] = f"{exc.__class__.__name__}: {exc}"
+        first_line = (str(exc).strip().splitlines() or [""])[0]  # SQLAlchemy appends the SQL and a link
+        errors[name] = f"{exc.__class__.__name__}: {first_line}"
         return None
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,7 +32,7 @@ from carspot.pipeline.worker import Worker
 from carspot.store.migrate import migrate
 from carspot.store.records import AnalysisRecord
 from tests.integration.conftest import Isolated
-from tests.integration.support import read_topic
+from tests.integration.support import carspot, read_topic
 from tests.pipeline.test_worker import analyze_one
 
 SCENES = ("times-square.png", "street-000004.jpg", "dog.jpg", "bus.jpg")
@@ -227,8 +229,14 @@ def test_status_shows_members_lag_and_dead_letters(isolated: Isolated, shared_di
             if member.ready:
                 break
         status = collect_status(settings, now=datetime.now(UTC), window=timedelta(hours=1))
+        env = isolated.env(CARSPOT_CONSUMER_GROUP=settings.consumer_group)
+        probe = [sys.executable, "-m", "carspot.pipeline.probe", "--host"]
+        member_here = subprocess.run([*probe, "127.0.0.1"], env=env, capture_output=True, timeout=60, check=False)
+        elsewhere = subprocess.run([*probe, "192.0.2.1"], env=env, capture_output=True, timeout=60, check=False)
     finally:
         member.close()
+    assert member_here.returncode == 0, member_here.stderr  # the worker's probe: this host is in the group
+    assert elsewhere.returncode == 1 and b"not a member" in elsewhere.stdout
 
     assert status.errors == {}, status.errors
     assert status.group is not None and status.group.state == "Stable"
@@ -242,3 +250,34 @@ def test_status_shows_members_lag_and_dead_letters(isolated: Isolated, shared_di
     assert status.registry_version is None
     shown = render(status)
     assert "Stable, 1 member(s)" in shown and "lag            2 message(s)" in shown and "model_unavailable" in shown
+
+
+def test_the_commands_list_show_and_replay_once(isolated: Isolated, shared_dir: Path) -> None:
+    group = f"it-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(isolated, group)
+    env = isolated.env(CARSPOT_CONSUMER_GROUP=group, CARSPOT_MODEL_DIR=str(isolated.data_dir / "no-models"))
+    migrate(settings.resolved_database_url)
+    posts = real_posts(shared_dir)[:2]
+    produce(settings, posts)
+    run_worker(settings, broken, expected=len(posts))
+
+    rows = carspot("dlq", "list", "--reason", "model_unavailable", "--json", env=env)
+    assert sorted(r["post_id"] for r in rows) == ["ops-0", "ops-1"]
+    assert carspot("dlq", "list", "--reason", "store_rejected", "--json", env=env) == []
+    shown = carspot("dlq", "show", rows[0]["id"], env=env)
+    assert shown["original"]["kind"] == "post message" and shown["original"]["post"]["post_id"] == rows[0]["post_id"]
+    assert shown["letter"]["reason"] == "model_unavailable"
+
+    first = carspot("dlq", "replay", "--reason", "model_unavailable", "--json", env=env)
+    assert first["sent"] == 2 and first["actions"] == {"send": 2}
+    run_worker(settings, fixed, expected=len(posts))
+    stored = row_counts(settings.resolved_database_url)
+    second = carspot("dlq", "replay", "--reason", "model_unavailable", "--json", env=env)
+    assert second["sent"] == 0 and second["actions"] == {"already_stored": 2}
+    assert row_counts(settings.resolved_database_url) == stored
+
+    status = carspot("status", "--since", "1h", "--json", env=env)
+    assert status["errors"] == {}
+    assert status["dead_letters"] == {"total": 2, "by_reason": {"model_unavailable": 2}}
+    assert status["lag"]["total"] == 0 and status["group"]["state"] == "Empty"
+    assert [v["model_version"] for v in status["model_versions"]["in_store"]] == ["test"]
