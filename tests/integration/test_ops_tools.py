@@ -281,3 +281,22 @@ def test_the_commands_list_show_and_replay_once(isolated: Isolated, shared_dir: 
     assert status["dead_letters"] == {"total": 2, "by_reason": {"model_unavailable": 2}}
     assert status["lag"]["total"] == 0 and status["group"]["state"] == "Empty"
     assert [v["model_version"] for v in status["model_versions"]["in_store"]] == ["test"]
+
+
+def test_raising_the_partition_count_as_the_docs_say_shows_in_the_lag(isolated: Isolated) -> None:
+    """docs/kubernetes.md: partitions are added with the admin client; the status counts the new ones."""
+    from kafka.admin import KafkaAdminClient
+
+    group = f"it-{uuid.uuid4().hex[:8]}"
+    bootstrap, topic = isolated.services.kafka_bootstrap, isolated.posts_topic
+    assert len(kafka_admin.group_lag(bootstrap, group=group, topic=topic)) == 6
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_partitions({topic: 8})
+    finally:
+        admin.close()
+    for _ in range(20):  # the new partitions reach the metadata within a few seconds
+        lag = kafka_admin.group_lag(bootstrap, group=group, topic=topic)
+        if len(lag) == 8:
+            break
+    assert [p.partition for p in lag] == list(range(8)) and all(p.lag == 0 for p in lag)
