@@ -173,7 +173,8 @@ def read_window(
     max_bytes: int = 32 << 20,
 ) -> Iterator[TopicRecord]:
     """The committed records of ``topic`` stamped in ``[since, until)``, in offset order within each partition,
-    from the first offset at or after ``since`` (Kafka's time index) to the end offsets taken when it starts."""
+    from the first offset at or after ``since`` (Kafka's time index) to the end offsets taken when it starts.
+    :class:`KafkaUnavailable` when that end is not reached within ``timeout_s``."""
     consumer = _reader(bootstrap, timeout_ms=int(timeout_s * 1000), max_bytes=max_bytes)
     try:
         yield from _read(consumer, topic=topic, since=since, until=until, timeout_s=timeout_s)
@@ -210,6 +211,9 @@ def _read(
                     yield _record(r)
         todo = [tp for tp in todo if consumer.position(tp) < ends[tp]]
         consumer.pause(*[tp for tp in consumer.assignment() if tp not in todo])
+    if todo:  # a partial window must not pass for a whole one (counts by reason would be silently low)
+        behind = ", ".join(f"{tp.partition} at {consumer.position(tp)} of {ends[tp]}" for tp in todo)
+        raise KafkaUnavailable(f"{topic}: read cut after {timeout_s:.0f} s, partitions not read to the end: {behind}")
 
 
 def _record(r: Any) -> TopicRecord:

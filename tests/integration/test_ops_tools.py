@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from kafka import KafkaProducer
 from PIL import Image
 from sqlalchemy import create_engine, text
@@ -205,6 +206,8 @@ def test_replayed_records_carry_the_letter_they_came_from(isolated: Isolated, sh
     ]
     assert marked[0].key == b"ops-0" and Post.decode(marked[0].value) == posts[0]
     assert marked[0].partition == next(r for r in records if r not in marked).partition  # same key, same partition
+    with pytest.raises(kafka_admin.KafkaUnavailable, match="read cut"):  # never a partial window passed as whole
+        list(kafka_admin.read_window(settings.kafka_bootstrap, topic=settings.posts_topic, timeout_s=0))
 
 
 def test_status_shows_members_lag_and_dead_letters(isolated: Isolated, shared_dir: Path) -> None:
