@@ -252,8 +252,11 @@ def plan_replay(letters: Sequence[StoredLetter], *, stored_posts: StoredPosts) -
             size = item.letter.original_size if item.letter else None
             out.append(_skip(item, post_id, "truncated", f"the letter kept a prefix of {size} bytes"))
         elif isinstance(post, str):
-            detail = post if item.letter is None or item.letter.stage == "worker" else f"{item.letter.stage}: {post}"
-            out.append(_skip(item, post_id, "not_a_post", detail))
+            letter = item.letter
+            if letter is not None and letter.stage != "worker":
+                where = letter.image_ref or "its source"
+                post = f"an {letter.stage} letter holds the raw input, not a post: ingest {where} again"
+            out.append(_skip(item, post_id, "not_a_post", post))
         elif known.get(post.post_id) == post.image_sha256:
             out.append(_skip(item, post.post_id, "already_stored", "the post and its picture are stored"))
         elif post.post_id in known:

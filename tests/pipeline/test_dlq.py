@@ -196,7 +196,7 @@ def test_what_cannot_be_replayed_is_refused_with_the_reason() -> None:
         stored_posts=nothing_stored,
     )
     assert [d.action for d in decisions] == ["truncated", "not_a_post", "not_a_post", "not_a_post"]
-    assert decisions[1].detail.startswith("ingest:")
+    assert decisions[1].detail == "an ingest letter holds the raw input, not a post: ingest a.gif again"
     sink = Sent()
     assert replay(decisions, sink=sink, dlq_topic="dlq") == 0 and sink.records == []
 
