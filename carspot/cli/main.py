@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import typer
 
-from carspot.cli import common, dashboards, database, ingesting, models, running, scenes, services, training
+from carspot.cli import (
+    common,
+    dashboards,
+    database,
+    ingesting,
+    models,
+    operations,
+    running,
+    scenes,
+    services,
+    training,
+)
 
 app = typer.Typer(
     help="CarSpot: which car brands appear in the images people post.",
@@ -21,6 +32,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(training.app)
 app.add_typer(scenes.app, name="scenes")
 app.add_typer(dashboards.app)
+app.add_typer(operations.app)
 
 
 def main() -> None:

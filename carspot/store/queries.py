@@ -367,3 +367,43 @@ def analysed_images(session_or_engine: Bind, *, keys: Collection[tuple[str, str]
     with _session(session_or_engine) as s:
         found = {(str(sha), str(mode)) for sha, mode in s.execute(stmt)}
     return found & set(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionUse:
+    """A model version's analyses in one mode over a window, and the last of them (``carspot status``)."""
+
+    model_version: str
+    mode: str
+    analyses: int
+    last_analyzed_at: datetime
+
+
+def last_analysis_at(session_or_engine: Bind) -> datetime | None:
+    """When the newest analysis was made (None: the store has none): is anything being analysed at all?"""
+    with _session(session_or_engine) as s:
+        value = s.execute(select(func.max(Analysis.analyzed_at))).scalar_one()
+    if value is not None and value.tzinfo is None:  # max() over SQLite text comes back naive, in UTC
+        value = datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    return value
+
+
+def model_versions(session_or_engine: Bind, *, since: datetime, until: datetime) -> list[ModelVersionUse]:
+    """The model versions (per mode) that made the analyses of ``[since, until)``, newest use first: after a
+    promotion both the old and the new one show until the old one's last worker has swapped."""
+    _check_window(since, until)
+    stmt = (
+        select(Analysis.model_version, Analysis.mode, func.count(), func.max(Analysis.analyzed_at))
+        .where(Analysis.analyzed_at >= since, Analysis.analyzed_at < until)
+        .group_by(Analysis.model_version, Analysis.mode)
+    )
+    with _session(session_or_engine) as s:
+        rows = s.execute(stmt).all()
+    out = []
+    for version, mode, count, last in rows:
+        if last is not None and last.tzinfo is None:
+            last = datetime.fromisoformat(str(last)).replace(tzinfo=UTC)
+        out.append(
+            ModelVersionUse(model_version=str(version), mode=str(mode), analyses=int(count), last_analyzed_at=last)
+        )
+    return sorted(out, key=lambda u: u.last_analyzed_at, reverse=True)

@@ -22,10 +22,13 @@ from carspot.store.queries import (
     BrandShare,
     Counts,
     DailyCount,
+    ModelVersionUse,
     analysed_images,
     brand_share,
     counts,
     daily_counts,
+    last_analysis_at,
+    model_versions,
     posts_without_analysis,
     recent_analyses,
     unidentified_images,
@@ -33,7 +36,7 @@ from carspot.store.queries import (
 from carspot.store.records import BrandScore
 from carspot.store.writer import AnalysisStore
 
-from .data import T0, analysis, post, sha
+from .data import MODEL, T0, analysis, post, sha
 
 DAY1 = datetime(2025, 3, 10, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
@@ -210,3 +213,23 @@ def test_an_images_latest_analysis_decides_whether_it_is_unidentified(engine: En
     assert unidentified_images(engine, since=DAY1, until=DAY2) == 0
     assert [(s.make, s.images) for s in brand_share(engine, since=DAY1, until=DAY2)] == [("audi", 1)]
     assert unidentified_images(engine, since=DAY1, until=T0 + timedelta(minutes=30)) == 1
+
+
+def test_last_analysis_is_the_newest_analysis_time(data: Engine) -> None:
+    assert last_analysis_at(data) == T0 + timedelta(days=1, hours=1)
+
+
+def test_last_analysis_of_an_empty_store_is_none(engine: Engine) -> None:
+    assert last_analysis_at(engine) is None
+
+
+def test_model_versions_of_a_window_newest_use_first(data: Engine) -> None:
+    assert model_versions(data, since=DAY1, until=DAY3) == [
+        ModelVersionUse("brands-v2", "region-search", 1, T0 + timedelta(days=1, hours=1)),
+        ModelVersionUse(MODEL, "region-search", 3, T0 + timedelta(days=1)),
+        ModelVersionUse(MODEL, "standard", 1, T0 + timedelta(hours=2)),
+    ]
+    assert model_versions(data, since=DAY2, until=DAY3) == [
+        ModelVersionUse("brands-v2", "region-search", 1, T0 + timedelta(days=1, hours=1)),
+        ModelVersionUse(MODEL, "region-search", 1, T0 + timedelta(days=1)),
+    ]
