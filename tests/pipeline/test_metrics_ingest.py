@@ -87,10 +87,13 @@ def test_the_push_path_counts_each_request_s_post(scenes_dir: Path) -> None:
     assert count(metrics, "carspot_ingest_posts_seen_total", source="http") == 3
     assert count(metrics, "carspot_ingest_posts_emitted_total", source="http", kind="picture") == 1
     assert count(metrics, "carspot_ingest_posts_duplicate_total", source="http", kind="post_id") == 1
-    assert sum(
-        s.value
-        for family in metrics.registry.collect()
-        if family.name == "carspot_ingest_posts_rejected"
-        for s in family.samples
-        if s.name.endswith("_total")
-    ) == 1
+    assert (
+        sum(
+            s.value
+            for family in metrics.registry.collect()
+            if family.name == "carspot_ingest_posts_rejected"
+            for s in family.samples
+            if s.name.endswith("_total")
+        )
+        == 1
+    )

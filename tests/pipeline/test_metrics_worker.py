@@ -82,9 +82,10 @@ def test_stage_latencies_ingest_to_stored_and_the_last_write() -> None:
     assert sample(r, "carspot_worker_ingest_to_stored_seconds_bucket", le="60.0") == 2  # the fresh two
     assert sample(r, "carspot_worker_ingest_to_stored_seconds_sum") >= 90
     assert sample(r, "carspot_worker_last_write_timestamp_seconds") >= before.timestamp()
-    assert r.get_sample_value(
-        "carspot_worker_model_info", {"version": "test", "mode": "detector", "detector": "fake"}
-    ) == 1.0
+    assert (
+        r.get_sample_value("carspot_worker_model_info", {"version": "test", "mode": "detector", "detector": "fake"})
+        == 1.0
+    )
 
 
 def test_every_stage_and_link_kind_is_exported_before_anything_happens() -> None:
