@@ -40,11 +40,17 @@ class ConfigError(ValueError):
     """The settings or the command line ask for something that cannot work."""
 
 
-def open_source(spec: str, *, settings: Settings) -> Iterable[RawPost | BrokenRecord]:
-    """``folder:PATH`` or ``jsonl:PATH`` (a bare existing directory counts as a folder)."""
+def split_source(spec: str) -> tuple[str, str]:
+    """``folder:PATH`` -> ("folder", PATH); a bare existing directory is a folder; "" when the kind is missing."""
     kind, sep, rest = spec.partition(":")
     if not sep:
-        kind, rest = ("folder", spec) if Path(spec).is_dir() else ("", spec)
+        return ("folder", spec) if Path(spec).is_dir() else ("", spec)
+    return kind, rest
+
+
+def open_source(spec: str, *, settings: Settings) -> Iterable[RawPost | BrokenRecord]:
+    """``folder:PATH`` or ``jsonl:PATH`` (a bare existing directory counts as a folder)."""
+    kind, rest = split_source(spec)
     path = Path(rest).expanduser()
     if kind == "folder":
         if not path.is_dir():
