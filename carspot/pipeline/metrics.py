@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +48,15 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 
 # Messages per batch: CARSPOT_BATCH_MAX_MESSAGES is 32 by default.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+_REASON_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def reason_label(reason: object) -> str:
+    """A reason code as a label value: the code itself, or ``other`` for anything that is not one (an exception
+    of a library whose ``reason`` attribute is free text must not become a label value of its own)."""
+    return reason if isinstance(reason, str) and _REASON_CODE.match(reason) else "other"
 
 
 class MetricsPortTaken(OSError):
@@ -162,7 +172,7 @@ class WorkerMetrics:
 
     def dead_lettered(self, reasons: Iterable[str]) -> None:
         for reason in reasons:
-            self._dead.labels(reason=reason).inc()
+            self._dead.labels(reason=reason_label(reason)).inc()
 
     def stage(self, stage: Stage, seconds: float) -> None:
         self._stage.labels(stage=stage).observe(seconds)
@@ -238,7 +248,7 @@ class IngestMetrics:
         self._emitted.labels(source=self._source, kind=kind).inc()
 
     def rejected(self, *, reason: str) -> None:
-        self._rejected.labels(source=self._source, reason=reason).inc()
+        self._rejected.labels(source=self._source, reason=reason_label(reason)).inc()
 
     def duplicate(self, *, kind: Literal["post_id", "broken_record"]) -> None:
         self._duplicates.labels(source=self._source, kind=kind).inc()

@@ -123,7 +123,8 @@ def test_prometheus_reads_carspot_series_from_a_running_worker_and_ingest(
         assert [m["metric"]["version"] for m in model] == [current_version(REPO / "models")]
         lag = prometheus.query(url, "carspot_worker_consumer_lag_messages")
         assert {int(m["metric"]["partition"]) for m in lag} <= set(range(6)) and lag, "lag per owned partition"
-        for job, service in (("carspot-worker", "kafka"), ("carspot-worker", "postgresql"), ("carspot-ingest", "redis")):
+        probed = (("carspot-worker", "kafka"), ("carspot-worker", "postgresql"), ("carspot-ingest", "redis"))
+        for job, service in probed:
             assert value(url, f'carspot_service_up{{job="{job}", service="{service}"}}') == 1, (job, service)
         rules = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
         assert sum(len(group["rules"]) for group in rules) == 7, "the shipped alert rules load"

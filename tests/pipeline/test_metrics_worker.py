@@ -116,3 +116,10 @@ def test_service_reachability_is_one_gauge_per_service() -> None:
     m.services.set("postgresql", False)
     assert sample(m.registry, "carspot_service_up", service="kafka") == 1
     assert m.registry.get_sample_value("carspot_service_up", {"service": "postgresql"}) == 0
+
+
+def test_a_reason_that_is_not_a_code_is_counted_as_other() -> None:
+    m = WorkerMetrics(CollectorRegistry())
+    m.dead_lettered(["analysis_error", "Connection refused by 10.0.0.7", "x" * 200])
+    assert sample(m.registry, "carspot_worker_dead_letters_total", reason="analysis_error") == 1
+    assert sample(m.registry, "carspot_worker_dead_letters_total", reason="other") == 2
