@@ -47,7 +47,7 @@ class NoMetrics(WorkerMetrics):
     def analysed(self, count: int = 1) -> None:
         pass
 
-    def linked(self, *, kind: str) -> None:
+    def linked(self, count: int = 1, *, kind: str) -> None:
         pass
 
     def dead_lettered(self, reasons: Iterable[str]) -> None:

@@ -155,10 +155,10 @@ class WorkerMetrics:
             registry=r,
         )
         self.services = ServiceGauge(r)
-        for stage in STAGES:  # every stage present from the start, so rate() has a zero to begin from
-            self._stage.labels(stage=stage)
-        for kind in ("repost", "already_analysed"):
-            self._linked.labels(kind=kind)
+        # Every stage and kind present from the start (rate() has a zero to begin from), the children kept:
+        # ``labels()`` per call costs more than the observation itself.
+        self._stages = {stage: self._stage.labels(stage=stage) for stage in STAGES}
+        self._link_kinds = {kind: self._linked.labels(kind=kind) for kind in ("repost", "already_analysed")}
         self._partitions: set[str] = set()
 
     def read(self, count: int) -> None:
@@ -167,15 +167,15 @@ class WorkerMetrics:
     def analysed(self, count: int = 1) -> None:
         self._analysed.inc(count)
 
-    def linked(self, *, kind: Literal["repost", "already_analysed"]) -> None:
-        self._linked.labels(kind=kind).inc()
+    def linked(self, count: int = 1, *, kind: Literal["repost", "already_analysed"]) -> None:
+        self._link_kinds[kind].inc(count)
 
     def dead_lettered(self, reasons: Iterable[str]) -> None:
         for reason in reasons:
             self._dead.labels(reason=reason_label(reason)).inc()
 
     def stage(self, stage: Stage, seconds: float) -> None:
-        self._stage.labels(stage=stage).observe(seconds)
+        self._stages[stage].observe(seconds)
 
     def batch(self, messages: int) -> None:
         self._batch.observe(messages)

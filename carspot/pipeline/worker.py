@@ -291,10 +291,8 @@ class Worker:
         m.read(batch.handled)
         m.batch(batch.handled)
         m.analysed(batch.analyses_written)
-        for _ in range(batch.links):
-            m.linked(kind="repost")
-        for _ in range(batch.already_analysed):
-            m.linked(kind="already_analysed")
+        m.linked(batch.links, kind="repost")
+        m.linked(batch.already_analysed, kind="already_analysed")
         m.dead_lettered(letter.reason for letter in batch.letters)
 
     def _commit(self, batch: _Batch) -> None:
