@@ -22,13 +22,27 @@ def dashboard(
 ) -> None:
     """Serve the web dashboard: brand share, daily trend, live feed, weekly report downloads."""
     from carspot.dashboards.web import serve
+    from carspot.pipeline.metrics import MetricsPortTaken, exported_dashboard
     from carspot.store.engine import create_engine_for
 
+    try:
+        metrics, exporting = exported_dashboard(current_settings())
+    except MetricsPortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     engine = create_engine_for(current_settings().resolved_database_url)
     try:
-        serve(engine=engine, host=host, port=port, refresh_seconds=refresh)
+        serve(
+            engine=engine,
+            host=host,
+            port=port,
+            refresh_seconds=refresh,
+            on_request=lambda route, code, seconds: metrics.request(route=route, code=code, seconds=seconds),
+        )
     finally:
         engine.dispose()
+        if exporting is not None:
+            exporting.close()
 
 
 @report.command("weekly")

@@ -30,6 +30,7 @@ def ingest(
 ) -> None:
     """Read posts from a source, normalise and de-duplicate their images, and produce them to Kafka."""
     from carspot.pipeline.app import ConfigError
+    from carspot.pipeline.metrics import MetricsPortTaken
 
     s = current_settings()
     try:
@@ -52,7 +53,7 @@ def ingest(
 
             serve_http_push(s, host=host, port=port, mode=mode)
             return
-    except ConfigError as exc:
+    except (ConfigError, MetricsPortTaken) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     _ingest_files(s, source, max_posts=max_posts, mode=mode)
@@ -60,17 +61,25 @@ def ingest(
 
 def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str | None) -> None:
     from carspot.ingest.loop import EmitInterrupted, IngestStats
-    from carspot.pipeline.app import ingest_posts, open_source
+    from carspot.pipeline.app import ingest_posts, open_source, split_source
     from carspot.pipeline.kafka_io import kafka_emitter
     from carspot.pipeline.lifecycle import install_stop_handlers
+    from carspot.pipeline.metrics import MetricsPortTaken, exported_ingest
 
     posts = open_source(source, settings=s)
+    try:
+        metrics, exporting = exported_ingest(s, source=split_source(source)[0])
+    except MetricsPortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     stopping = threading.Event()
     install_stop_handlers(stopping.set)
     # every post waits for Kafka's acknowledgement (and through outages) before its claim is kept
     try:
         producer, emitter = kafka_emitter(s, mode=mode, should_stop=stopping.is_set)
     except EmitInterrupted as exc:
+        if exporting is not None:
+            exporting.close()
         print_json(IngestStats(stop_reason="should_stop"))
         typer.echo(f"ingest: {exc}", err=True)
         return
@@ -81,7 +90,10 @@ def _ingest_files(s: Settings, source: str, *, max_posts: int | None, mode: str 
             emitter=emitter,
             should_stop=stopping.is_set,
             max_posts=max_posts,
+            observer=metrics,
         )
     finally:
         producer.close(timeout=10)  # everything sent was acknowledged; never hang on a broker that is away
+        if exporting is not None:
+            exporting.close()
     print_json(stats)

@@ -23,6 +23,7 @@ def worker(
     from carspot.pipeline.app import load_analysis, open_store
     from carspot.pipeline.kafka_io import KafkaBatchOutcome, KafkaPostSource
     from carspot.pipeline.lifecycle import install_stop_handlers
+    from carspot.pipeline.metrics import MetricsPortTaken, exported_worker
     from carspot.pipeline.worker import Worker
     from carspot.store.migrate import current_revision
 
@@ -31,6 +32,11 @@ def worker(
     if current_revision(url) is None:
         typer.echo("error: the database has no schema yet: run `carspot migrate` first", err=True)
         raise typer.Exit(1)
+    try:
+        metrics, exporting = exported_worker(s)  # first: a taken port fails before the models load
+    except MetricsPortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     analysis = load_analysis(s)
     store = open_store(url, mode_for=analysis.mode_for)
     source = KafkaPostSource(
@@ -53,12 +59,16 @@ def worker(
         batch_max_messages=s.batch_max_messages,
         batch_max_seconds=s.batch_max_seconds,
         analysis_batch_images=s.analysis_batch_images,
+        metrics=metrics,
+        partition_lag=source.lags,
     )
     install_stop_handlers(the_worker.stop)
     try:
         stats = the_worker.run(max_messages=max_messages, timeout_s=timeout, idle_timeout_s=idle_timeout)
     finally:
         outcome.close()
+        if exporting is not None:
+            exporting.close()
     print_json(stats)
 
 

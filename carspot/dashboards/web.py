@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time as timer
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -47,6 +48,11 @@ DEFAULT_API_WINDOW: Final = timedelta(days=7)
 _SECURITY_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
+RequestObserver = Callable[[str, int, float], None]
+"""Told of each answered request: its route template (``/api/brand-share``, never the raw URL, so metrics
+labels stay bounded; ``unmatched`` for a 404 of no route), status code and seconds."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -57,8 +63,10 @@ def create_app(
     title: str = "CarSpot",
     refresh_seconds: int = 10,
     clock: Callable[[], datetime] = utc_now,
+    on_request: RequestObserver | None = None,
 ) -> FastAPI:
-    """The dashboard app reading from ``engine``; ``clock`` (timezone-aware) is injectable for tests."""
+    """The dashboard app reading from ``engine``; ``clock`` (timezone-aware) is injectable for tests;
+    ``on_request`` is told of each request (the process's metrics)."""
     if refresh_seconds < 1:
         raise ValueError(f"refresh_seconds must be >= 1, got {refresh_seconds}")
     app = FastAPI(
@@ -76,9 +84,14 @@ def create_app(
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = timer.perf_counter()
         response = await call_next(request)
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if on_request is not None:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            on_request(template, response.status_code, timer.perf_counter() - started)
         return response
 
     @app.exception_handler(OperationalError)
@@ -238,6 +251,7 @@ def serve(
     title: str = "CarSpot",
     refresh_seconds: int = 10,
     log_level: str = "info",
+    on_request: RequestObserver | None = None,
 ) -> None:
     """Serve the dashboard with uvicorn until SIGINT or SIGTERM (the first stops gracefully, a second at once).
 
@@ -246,7 +260,7 @@ def serve(
     re-raised the same way and ends the process with its default action unless the caller has installed a
     handler. The caller owns ``engine`` and disposes of it afterwards.
     """
-    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds)
+    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds, on_request=on_request)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
     try:
         uvicorn.Server(config).run()

@@ -1,7 +1,8 @@
 """Start, inspect and stop the real Kafka, PostgreSQL and Redis that CarSpot develops and tests against, on
 loopback, without Docker; used by `carspot services up|down|status` and by CI on a fresh machine.
 
-- `up` installs what is missing (apt-get for postgresql/redis-server, Maven Central for the Kafka jars),
+- `up` installs what is missing (apt-get for postgresql/redis-server, and prometheus, whose server and promtool
+  the metrics tests run, Maven Central for the Kafka jars),
   starts each service that is not already running, waits until it really answers, creates the Kafka topics,
   and writes ROOT/services.json (ports, pids, password; mode 0600) and ROOT/services.env (for Settings).
   It is idempotent: a recorded service that is alive and answering is left alone, stale pids are dropped, and
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from carspot.infra import kafka_broker, postgres, redis_server
+from carspot.infra import kafka_broker, postgres, prometheus, redis_server
 from carspot.infra import state as state_file
 from carspot.infra.errors import ServiceStartError
 from carspot.infra.ports import LOOPBACK, reuse_or_pick
@@ -134,6 +135,14 @@ def _up(root: Path, st: State, topics: Mapping[str, int], *, install: bool, time
         taken.add(st.postgresql.port)
     if redis_alive and st.redis is not None:
         taken.add(st.redis.port)
+
+    # Prometheus is not a service here (each metrics test starts its own), but it is installed with the others.
+    try:
+        prometheus.binaries(install=install)
+    except ServiceStartError as exc:
+        if install:
+            raise
+        log.warning("%s; the metrics tests need it", exc)
 
     # Kafka first: its JVM boots while PostgreSQL and Redis start.
     kafka_launched = False

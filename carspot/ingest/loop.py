@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal, Protocol
 
 from carspot.ingest.dedup import Deduplicator
 from carspot.ingest.errors import ImageTooLarge, IngestError
@@ -50,6 +51,33 @@ UNREADABLE = "unreadable"
 
 class EmitInterrupted(Exception):
     """Raised by ``emit`` or ``reject`` that gave up waiting for its sink because the run was asked to stop."""
+
+
+class IngestObserver(Protocol):
+    """Told of each item as it is handled (``carspot.pipeline.metrics.IngestMetrics`` exports them): counters
+    that outlive one run's :class:`IngestStats`, e.g. over an HTTP push endpoint's lifetime."""
+
+    def seen(self) -> None: ...
+
+    def emitted(self, *, kind: Literal["picture", "repost", "near_duplicate"]) -> None: ...
+
+    def rejected(self, *, reason: str) -> None: ...
+
+    def duplicate(self, *, kind: Literal["post_id", "broken_record"]) -> None: ...
+
+
+class _Unobserved:
+    def seen(self) -> None:
+        pass
+
+    def emitted(self, *, kind: Literal["picture", "repost", "near_duplicate"]) -> None:
+        pass
+
+    def rejected(self, *, reason: str) -> None:
+        pass
+
+    def duplicate(self, *, kind: Literal["post_id", "broken_record"]) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,8 +148,11 @@ def run_ingest(
     monotonic: Callable[[], float] = time.monotonic,
     progress_interval_s: float = 60.0,
     near_duplicates: NearDuplicateIndex | None = None,
+    observer: IngestObserver | None = None,
 ) -> IngestStats:
     """Ingest ``posts`` until exhausted, ``max_posts`` items were taken, or ``should_stop()`` says so.
+
+    ``observer`` is told of every item handled, as it is (an item whose sink was interrupted is not).
 
     ``max_posts`` counts every item taken from ``posts`` (broken records and duplicates too), and both
     bounds are checked before the next item is taken, so a live source is never read one item too far.
@@ -139,6 +170,7 @@ def run_ingest(
         max_dlq_bytes=max_dlq_bytes,
         clock=clock,
         near_duplicates=near_duplicates,
+        observer=observer or _Unobserved(),
     )
     stats = ingest.stats
     started = last_progress = monotonic()
@@ -168,6 +200,7 @@ def run_ingest(
                 stats.seen -= 1
                 stats.stop_reason = "should_stop"
                 break
+            ingest.observer.seen()
             stats.dedup_degraded = stats.dedup_degraded or dedup.degraded
             now = monotonic()
             if now - last_progress >= progress_interval_s:
@@ -193,8 +226,10 @@ class _Ingest:
         max_dlq_bytes: int,
         clock: Callable[[], datetime],
         near_duplicates: NearDuplicateIndex | None = None,
+        observer: IngestObserver,
     ) -> None:
         self.near_duplicates = near_duplicates
+        self.observer = observer
         self.emit = emit
         self.reject = reject
         self.dedup = dedup
@@ -208,8 +243,10 @@ class _Ingest:
         if not self.dedup.claim_post(key):
             if record.post_id:
                 self.stats.duplicate_posts += 1
+                self.observer.duplicate(kind="post_id")
             else:
                 self.stats.duplicate_broken += 1
+                self.observer.duplicate(kind="broken_record")
             return
         try:
             self._reject(
@@ -228,6 +265,7 @@ class _Ingest:
     def post(self, post: RawPost) -> None:
         if not self.dedup.claim_post(post.post_id):
             self.stats.duplicate_posts += 1
+            self.observer.duplicate(kind="post_id")
             logger.debug("skipping post %s: already ingested", post.post_id)
             return
         image_claimed: str | None = None
@@ -280,9 +318,11 @@ class _Ingest:
                     self.near_duplicates.remove(indexed, image.sha256)
         if first:
             self.stats.emitted += 1
+            self.observer.emitted(kind="picture")
         else:
             self.stats.emitted_links += 1
             self.stats.near_duplicates += near
+            self.observer.emitted(kind="near_duplicate" if near else "repost")
             logger.debug("post %s links to already sent picture %s", post.post_id, image.sha256[:12])
 
     def _reject_post(self, post: RawPost, exc: Exception, data: bytes | None) -> None:
@@ -337,6 +377,7 @@ class _Ingest:
             )
         )
         self.stats.rejected[reason] += 1
+        self.observer.rejected(reason=reason)
         logger.info("rejected %s (%s): %s: %s", post_id or "-", image_ref, reason, detail)
 
 
@@ -373,4 +414,4 @@ def _summary(stats: IngestStats) -> str:
     )
 
 
-__all__ = ["EmitInterrupted", "IngestStats", "IngestedPost", "Rejection", "run_ingest"]
+__all__ = ["EmitInterrupted", "IngestObserver", "IngestStats", "IngestedPost", "Rejection", "run_ingest"]

@@ -41,7 +41,7 @@ from starlette.datastructures import UploadFile
 
 from carspot.ingest.dedup import Deduplicator
 from carspot.ingest.images import NormalizedImage
-from carspot.ingest.loop import IngestedPost, Rejection, run_ingest
+from carspot.ingest.loop import IngestedPost, IngestObserver, Rejection, run_ingest
 from carspot.ingest.phash import NearDuplicateIndex
 from carspot.ingest.sources import RawPost
 
@@ -115,7 +115,9 @@ class PushIngest:
         normalize: Callable[[bytes], NormalizedImage],
         near_duplicates: NearDuplicateIndex | None = None,
         max_dlq_bytes: int = 1 << 20,
+        observer: IngestObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._near_duplicates = near_duplicates
         self._submit = submit
         self._dead_letter = dead_letter
@@ -144,6 +146,7 @@ class PushIngest:
             max_dlq_bytes=self._max_dlq_bytes,
             progress_interval_s=float("inf"),
             near_duplicates=self._near_duplicates,
+            observer=self._observer,
         )
         if rejected:
             raise PushRejected(rejected[0].reason, rejected[0].detail)

@@ -22,7 +22,7 @@ from carspot.analysis.modes import (
 from carspot.detector.detections import CarDetector
 from carspot.ingest.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
 from carspot.ingest.images import NormalizedImage, normalize_image
-from carspot.ingest.loop import IngestedPost, IngestStats, Rejection, run_ingest
+from carspot.ingest.loop import IngestedPost, IngestObserver, IngestStats, Rejection, run_ingest
 from carspot.ingest.phash import NearDuplicateIndex
 from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
 from carspot.pipeline.message import Post
@@ -40,11 +40,17 @@ class ConfigError(ValueError):
     """The settings or the command line ask for something that cannot work."""
 
 
-def open_source(spec: str, *, settings: Settings) -> Iterable[RawPost | BrokenRecord]:
-    """``folder:PATH`` or ``jsonl:PATH`` (a bare existing directory counts as a folder)."""
+def split_source(spec: str) -> tuple[str, str]:
+    """``folder:PATH`` -> ("folder", PATH); a bare existing directory is a folder; "" when the kind is missing."""
     kind, sep, rest = spec.partition(":")
     if not sep:
-        kind, rest = ("folder", spec) if Path(spec).is_dir() else ("", spec)
+        return ("folder", spec) if Path(spec).is_dir() else ("", spec)
+    return kind, rest
+
+
+def open_source(spec: str, *, settings: Settings) -> Iterable[RawPost | BrokenRecord]:
+    """``folder:PATH`` or ``jsonl:PATH`` (a bare existing directory counts as a folder)."""
+    kind, rest = split_source(spec)
     path = Path(rest).expanduser()
     if kind == "folder":
         if not path.is_dir():
@@ -114,9 +120,11 @@ def ingest_posts(
     should_stop: Callable[[], bool],
     max_posts: int | None = None,
     in_memory: bool = False,
+    observer: IngestObserver | None = None,
 ) -> IngestStats:
     """The ingest loop with everything Settings decide: normalising, de-duplication (by id, sha256 and
-    perceptual hash; in memory for the embedded default), dead-letter size. Every source goes through here."""
+    perceptual hash; in memory for the embedded default), dead-letter size. Every source goes through here;
+    ``observer`` (e.g. the process's ``IngestMetrics``) is told of each item."""
     return run_ingest(
         posts,
         emit=emitter.emit,
@@ -127,6 +135,7 @@ def ingest_posts(
         max_posts=max_posts,
         should_stop=should_stop,
         max_dlq_bytes=settings.dlq_max_original_bytes,
+        observer=observer,
     )
 
 

@@ -80,6 +80,7 @@ def serve_http_push(
 
     from carspot.ingest.push import PushIngest, create_push_app
     from carspot.pipeline.kafka_io import make_producer
+    from carspot.pipeline.metrics import exported_ingest
 
     if settings.http_push_token is None or not settings.http_push_token.get_secret_value():
         raise ConfigError("set CARSPOT_HTTP_PUSH_TOKEN: the push endpoint never runs without authentication")
@@ -89,6 +90,7 @@ def serve_http_push(
         compression=settings.kafka_compression,
     )
     producer.partitions_for(settings.posts_topic)  # start-up: fail now, not on the first post, without Kafka
+    metrics, exporting = exported_ingest(settings, source="http")
     fetcher = make_fetcher(settings)
     sink = AckedKafkaSubmit(producer=producer, settings=settings, mode=mode)
     ingest_one = PushIngest(
@@ -98,6 +100,7 @@ def serve_http_push(
         normalize=make_normalizer(settings),
         near_duplicates=make_near_duplicates(settings),
         max_dlq_bytes=settings.dlq_max_original_bytes,
+        observer=metrics,
     )
     app = create_push_app(
         token=settings.http_push_token,
@@ -115,6 +118,8 @@ def serve_http_push(
         fetcher.close()
         producer.flush()
         producer.close()
+        if exporting is not None:
+            exporting.close()
 
 
 __all__ = ["AckedKafkaSubmit", "make_fetcher", "make_near_duplicates", "serve_http_push"]

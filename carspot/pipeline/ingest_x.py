@@ -135,6 +135,7 @@ def run_x_ingest(
 ) -> XRunSummary:
     """Sync the stream rules (stream mode), then ingest from X into Kafka until stopped or ``max_posts``."""
     from carspot.pipeline.kafka_io import kafka_emitter
+    from carspot.pipeline.metrics import exported_ingest
 
     token = bearer_token(settings)
     chosen_mode = mode or settings.x_mode
@@ -151,6 +152,7 @@ def run_x_ingest(
     if chosen_mode == "search" and not (query or rules):
         raise ConfigError("search polling needs --query or rules")
 
+    metrics, exporting = exported_ingest(settings, source="x")
     fetcher = make_fetcher(settings)
     checkpoint = make_checkpoint(settings, checkpoint_name(chosen_mode, rules, query))
     source = XSource(
@@ -190,6 +192,7 @@ def run_x_ingest(
             emitter=emitter,
             should_stop=stopping.is_set,
             max_posts=max_posts,
+            observer=metrics,
         )
         ok = True
     finally:
@@ -202,6 +205,8 @@ def run_x_ingest(
         finally:
             producer.close()
             fetcher.close()
+            if exporting is not None:
+                exporting.close()
     return XRunSummary(rules=synced, ingest=stats, x=source.stats, checkpoint=checkpoint.load())
 
 

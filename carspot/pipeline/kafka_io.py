@@ -200,6 +200,21 @@ class KafkaPostSource:
             for r in records
         ]
 
+    def lags(self) -> dict[int, int]:
+        """Per partition owned now, messages between the position and the last known high watermark (from the
+        fetch responses: no request of its own); a partition not fetched yet is left out."""
+        lags: dict[int, int] = {}
+        for tp in self._consumer.assignment() or ():
+            try:
+                highwater = self._consumer.highwater(tp)
+                position = self._consumer.position(tp, timeout_ms=100) if highwater is not None else None
+            except KafkaError as exc:  # revoked meanwhile (IllegalStateError), or the broker is away
+                log.debug("no lag for %s: %r", tp, exc)
+                continue
+            if highwater is not None and position is not None:
+                lags[tp.partition] = max(0, highwater - position)
+        return lags
+
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         try:
             self._consumer.commit(_offsets(offsets))

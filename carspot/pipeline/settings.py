@@ -227,6 +227,15 @@ class Settings(BaseSettings):
     max_poll_interval_ms: Annotated[int, Field(ge=10_000)] = 300_000
     """Kafka consumer `max.poll.interval.ms`."""
 
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    """Prometheus metrics on `http://metrics_host:(metrics_port + metrics_index)/metrics`; 0 = off.
+    See docs/metrics.md for the series and the rule for several processes of one host."""
+    metrics_index: Annotated[int, Field(ge=0, le=1024)] = 0
+    """This process's number among those of one host sharing `metrics_port` (N workers: 0..N-1, N ports)."""
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0 in pods).")
+    metrics_probe_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    """How often `carspot_service_up` probes the services this process uses (a TCP connect each)."""
+
     log_level: str = "INFO"
     """Log level."""
     log_json: bool = False

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,7 @@ from tenacity.stop import stop_base
 from carspot.pipeline.db_errors import is_transient
 from carspot.pipeline.deadletter import DeadLetter
 from carspot.pipeline.message import DecodeError, InvalidPost, Post
+from carspot.pipeline.metrics import WorkerMetrics
 from carspot.pipeline.ports import BatchOutcome, CommitFailed, DeadLetterSink, Incoming, MessageSource
 from carspot.store.records import AnalysisRecord, PostRecord
 from carspot.store.writer import BatchConflictError
@@ -51,6 +52,8 @@ KnownImages = Callable[[Sequence[Post]], set[str]]
 """Given a batch's posts, the post ids whose picture already has an analysis in the mode they ask for."""
 StoredPosts = Callable[[Sequence[str]], dict[str, str]]
 """Given post ids, those already stored, with the sha256 of their picture."""
+PartitionLag = Callable[[], Mapping[int, int]]
+"""Per partition the worker owns now, the messages behind its end (read without a network call)."""
 POST_ID_CONFLICT = "post_id_conflict"
 """A post id already stored (or earlier in the batch) with another picture: the first one wins, this one is
 dead-lettered (de-duplication at ingest misses it when Redis is down)."""
@@ -78,6 +81,11 @@ class _Batch:
     originals: dict[str, Incoming] = field(default_factory=dict)  # post id -> its message
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     rewind: dict[tuple[str, int], int] = field(default_factory=dict)
+    handled: int = 0  # messages of the batch dealt with (the rest, cut by time, are re-read)
+    links: int = 0
+    already_analysed: int = 0
+    written: list[PostRecord] = field(default_factory=list)  # posts the database took
+    analyses_written: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,13 +172,16 @@ class Worker:
         stored_posts: StoredPosts | None = None,
         max_original_bytes: int = 1 << 20,
         clock: Callable[[], float] = time.monotonic,
+        metrics: WorkerMetrics | None = None,
+        partition_lag: PartitionLag | None = None,
     ) -> None:
         """``outcome``, when given, publishes each batch's dead letters and commits its offsets in one atomic
         step (Kafka: a transaction), else the letters go to ``dead_letters`` just before ``source.commit``.
         A dead letter keeps at most ``max_original_bytes`` of its message. ``clock`` (seconds) bounds the run
         and cuts batches; tests pass their own. A database that is down is waited out, with a warning per attempt
         and a wait doubling up to ``backoff_max_s``, until it is back or the worker is stopped (``write_attempts``
-        bounds the attempts instead)."""
+        bounds the attempts instead). ``metrics`` receives what the worker does (a private registry when not
+        given); ``partition_lag``, when given, is read after each poll for the per-partition lag gauge."""
         self._source = source
         self._dead_letters = dead_letters
         self._analyze = analyze
@@ -193,6 +204,8 @@ class Worker:
         self._clock = clock
         self._stopping = threading.Event()
         self.stats = WorkerStats()
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self._partition_lag = partition_lag
 
     def stop(self) -> None:
         """Ask the loop to finish the current batch, commit, and return."""
@@ -232,6 +245,8 @@ class Worker:
                 if max_messages is not None:
                     limit = min(limit, max_messages - self.stats.messages)
                 messages = self._source.poll(timeout_s=self._poll_timeout_s, max_records=limit)
+                if self._partition_lag is not None:
+                    self.metrics.lag(self._partition_lag())
                 if messages or not self._source.ready:  # idle only counts once partitions are assigned
                     self.process_batch(messages)
                     last_message = self._clock()  # idle means nothing to read, so it starts when the batch is done
@@ -256,14 +271,29 @@ class Worker:
             log.warning("batch not committed, reading it again: %s", exc)
             for (topic, partition), offset in _first_offsets(messages).items():
                 self._source.seek(topic=topic, partition=partition, offset=offset)
-            self.stats.seconds["commit"] += time.perf_counter() - t0
+            self._commit_took(time.perf_counter() - t0)
             return
         for (topic, partition), offset in batch.rewind.items():
             self._source.seek(topic=topic, partition=partition, offset=offset)
-        self.stats.seconds["commit"] += time.perf_counter() - t0
+        self._commit_took(time.perf_counter() - t0)
         self.stats.batches += 1
         for reason, count in Counter(letter.reason for letter in batch.letters).items():
             self.stats.dead_letters[reason] += count
+        self._report(batch)
+
+    def _commit_took(self, seconds: float) -> None:
+        self.stats.seconds["commit"] += seconds
+        self.metrics.stage("commit", seconds)
+
+    def _report(self, batch: _Batch) -> None:
+        """A committed batch, as metrics: counted once it is done, so a re-read batch is not counted twice."""
+        m = self.metrics
+        m.read(batch.handled)
+        m.batch(batch.handled)
+        m.analysed(batch.analyses_written)
+        m.linked(batch.links, kind="repost")
+        m.linked(batch.already_analysed, kind="already_analysed")
+        m.dead_lettered(letter.reason for letter in batch.letters)
 
     def _commit(self, batch: _Batch) -> None:
         """The batch's dead letters out and its offsets committed, after its results are stored."""
@@ -314,6 +344,7 @@ class Worker:
                     waiting.append(ready)
             batch.next_offsets[where] = message.offset + 1
             self.stats.messages += 1
+            batch.handled += 1
             if len(waiting) >= self._analysis_batch_images:
                 self._analyse_group(waiting, batch)
                 waiting = []
@@ -375,6 +406,8 @@ class Worker:
             batch.posts.append(record)
             self.stats.links += post.is_link
             self.stats.already_analysed += known
+            batch.links += post.is_link
+            batch.already_analysed += known
             return None
         t0 = time.perf_counter()
         try:
@@ -382,7 +415,9 @@ class Worker:
         except Exception as exc:
             batch.letters.append(self._letter(message, reason="image_decode_error", detail=repr(exc), post=post))
             return None
-        self.stats.seconds["decode"] += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self.stats.seconds["decode"] += seconds
+        self.metrics.stage("decode", seconds)
         return _Decoded(message=message, post=post, record=record, image=image)
 
     def _analyse_group(self, group: Sequence[_Decoded], batch: _Batch) -> None:
@@ -395,7 +430,10 @@ class Worker:
                 raise RuntimeError(f"the analysis returned {len(results)} results for {len(group)} images")
         except Exception as exc:  # the analysis broke as a whole: every image of the group is dead-lettered
             results = [exc] * len(group)
-        self.stats.seconds["analyse"] += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self.stats.seconds["analyse"] += seconds
+        self.metrics.stage("analyse", seconds)
+        latest: AnalysisRecord | None = None
         for item, result in zip(group, results, strict=True):
             if isinstance(result, Exception):
                 log.error("analysis failed for post %s: %r", item.post.post_id, result, exc_info=result)
@@ -406,6 +444,9 @@ class Worker:
             batch.analyses.append(result)
             self.stats.analyses += 1
             self.stats.cars += len(result.regions)
+            latest = result
+        if latest is not None:
+            self.metrics.model(version=latest.model_version, mode=latest.mode, detector=latest.detector)
 
     def _write(self, batch: _Batch) -> None:
         if not batch.posts and not batch.analyses:
@@ -413,12 +454,17 @@ class Worker:
         t0 = time.perf_counter()
         try:
             self._write_with_retries(batch.posts, batch.analyses)
+            batch.written = list(batch.posts)
+            batch.analyses_written = len(batch.analyses)
         except (DBAPIError, BatchConflictError) as exc:
             if is_transient(exc):
                 raise
             log.warning("batch write rejected (%s); writing post by post", exc.__class__.__name__)
             self._write_one_by_one(batch)
-        self.stats.seconds["write"] += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self.stats.seconds["write"] += seconds
+        self.metrics.stage("write", seconds)
+        self.metrics.stored(post.ingested_at for post in batch.written)
 
     def _write_with_retries(self, posts: Sequence[PostRecord], analyses: Sequence[AnalysisRecord]) -> None:
         for attempt in self._retrying(f"writing {len(posts)} post(s)"):
@@ -432,6 +478,8 @@ class Worker:
             analysis = by_image.pop(post.image_sha256, None)
             try:
                 self._write_with_retries([post], [analysis] if analysis else [])
+                batch.written.append(post)
+                batch.analyses_written += analysis is not None
             except (DBAPIError, BatchConflictError) as exc:
                 if is_transient(exc):
                     raise
