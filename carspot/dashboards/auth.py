@@ -156,9 +156,7 @@ def install_auth(
     throttle = options.throttle
 
     def secure(request: Request) -> bool:
-        return options.cookie_secure == "always" or (
-            options.cookie_secure == "auto" and request.url.scheme == "https"
-        )
+        return options.cookie_secure == "always" or (options.cookie_secure == "auto" and request.url.scheme == "https")
 
     def identify(request: Request) -> tuple[Principal | None, bool]:
         """(principal, whether a bearer token was sent and refused)."""
@@ -213,7 +211,7 @@ def install_auth(
         return response
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_get(request: Request, next: str | None = None) -> Response:  # noqa: A002  (the query's name)
+    def login_get(request: Request, next: str | None = None) -> Response:
         target = safe_next(next)
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
@@ -230,7 +228,7 @@ def install_auth(
         name: Annotated[str, Form(max_length=200)] = "",
         password: Annotated[str, Form(max_length=4096)] = "",
         csrf_token: Annotated[str, Form(max_length=200)] = "",
-        next: Annotated[str, Form(max_length=MAX_NEXT + 100)] = "/",  # noqa: A002
+        next: Annotated[str, Form(max_length=MAX_NEXT + 100)] = "/",
     ) -> Response:
         target = safe_next(next)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE)
@@ -261,8 +259,8 @@ def install_auth(
         throttle.success(user=user)
         signed = accounts.start_session(account, now=now())
         log.info("signed in: user=%r role=%s address=%s", account.name, account.role, address)
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
+        redirect = RedirectResponse(target, status_code=303)
+        redirect.set_cookie(
             SESSION_COOKIE,
             signed.cookie,
             max_age=int(options.session_ttl.total_seconds()),
@@ -271,8 +269,8 @@ def install_auth(
             samesite="lax",
             secure=secure(request),
         )
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
-        return response
+        redirect.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return redirect
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:

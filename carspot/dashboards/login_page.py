@@ -65,7 +65,8 @@ def render_users(*, title: str, users: Sequence[UserRow], me: str, csrf: str) ->
             "you"
             if u.name == me
             else f'<form method="post" action="/admin/users/{quote(u.name, safe="")}/remove">'
-            f'<input type="hidden" name="csrf_token" value="{escape(csrf)}"><button type="submit">Remove</button></form>'
+            f'<input type="hidden" name="csrf_token" value="{escape(csrf)}">'
+            '<button type="submit">Remove</button></form>'
         )
         tokens = ", ".join(str(t) for t in u.token_ids) or "none"
         rows.append(

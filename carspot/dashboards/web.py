@@ -35,8 +35,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.middleware.base import RequestResponseEndpoint
 
 from carspot.dashboards.accounts import Accounts
-from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
 from carspot.dashboards.auth import UNAVAILABLE_PAGE as _UNAVAILABLE_PAGE
+from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
 from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
 from carspot.store.queries import BrandShare, DailyCount, RecentAnalysis, brand_share, counts, daily_counts

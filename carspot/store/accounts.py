@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 
 from carspot.store.tables import ROLES, ApiToken, User, UserSession
 
-
 LAST_USED_EVERY: Final = timedelta(minutes=5)
 
 

@@ -1,4 +1,5 @@
-"""Dashboard accounts (carspot.dashboards.accounts over carspot.store.accounts), on SQLite and PostgreSQL: users, sessions, tokens, and what cascades."""
+"""Dashboard accounts (carspot.dashboards.accounts over carspot.store.accounts) on SQLite and PostgreSQL: users,
+sessions, tokens, and what cascades."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from sqlalchemy import Engine, func, select
 
-from carspot.dashboards.accounts import Accounts, AccountError
+from carspot.dashboards.accounts import AccountError, Accounts
 from carspot.store import accounts as store
 from carspot.store.tables import ApiToken, User, UserSession
 

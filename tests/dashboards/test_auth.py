@@ -40,7 +40,7 @@ def test_every_route_refuses_an_anonymous_request(engine: Engine) -> None:
     """Walks the app's route table, so a route added later without sign-in fails here."""
     app = create_app(engine=engine, clock=lambda: NOW, auth=auth_options())
     client = TestClient(app)
-    assert OPEN_PATHS == {"/healthz", "/login"}, "a new open path must be argued for, here"
+    assert {"/healthz", "/login"} == OPEN_PATHS, "a new open path must be argued for, here"
     checked = 0
     for route in app.routes:
         assert isinstance(route, Route | APIRoute), f"unexpected route type {type(route).__name__}: check it here"
