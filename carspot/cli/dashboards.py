@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
 
 from carspot.cli.common import current_settings, database_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer()
 report = typer.Typer(help="Reports for analysts.")
