@@ -10,7 +10,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from carspot.dashboards.accounts import Accounts
 from carspot.dashboards.auth import OPEN_PATHS, safe_next
@@ -43,13 +43,16 @@ def test_every_route_refuses_an_anonymous_request(engine: Engine) -> None:
     assert {"/healthz", "/login"} == OPEN_PATHS, "a new open path must be argued for, here"
     checked = 0
     for route in app.routes:
-        assert isinstance(route, Route | APIRoute), f"unexpected route type {type(route).__name__}: check it here"
-        path = _concrete(route.path)
-        for method in sorted(route.methods or ()):
+        if isinstance(route, Mount):  # static files or a sub-application: a path inside it
+            probes = [("GET", route.path.rstrip("/") + "/probe.png")]
+        else:
+            assert isinstance(route, Route | APIRoute), f"unexpected route type {type(route).__name__}: check it here"
+            probes = [(method, _concrete(route.path)) for method in sorted(route.methods or ())]
+        for method, path in probes:
             if method == "HEAD":
                 continue
             r = client.request(method, path, follow_redirects=False)
-            if route.path in OPEN_PATHS:
+            if path in OPEN_PATHS:
                 assert r.status_code not in (401, 303), (method, path)
                 continue
             checked += 1
@@ -60,6 +63,15 @@ def test_every_route_refuses_an_anonymous_request(engine: Engine) -> None:
                 assert r.status_code == 303, (method, path, r.status_code)
                 assert r.headers["location"].startswith("/login?next=")
     assert checked >= 10  # the walk did walk: /, the API, reports, schema, logout, admin pages
+
+
+def test_a_route_added_later_is_refused_without_declaring_anything(engine: Engine) -> None:
+    app = create_app(engine=engine, clock=lambda: NOW, auth=auth_options())
+    app.get("/api/added-later")(lambda: {"secret": 1})
+    app.get("/added-later")(lambda: "secret")
+    client = TestClient(app)
+    assert client.get("/api/added-later").status_code == 401
+    assert client.get("/added-later", follow_redirects=False).status_code == 303
 
 
 def test_unknown_paths_and_the_schema_are_refused_too(engine: Engine) -> None:
