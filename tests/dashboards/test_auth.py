@@ -312,3 +312,9 @@ def test_an_admin_cannot_remove_themselves(engine: Engine, make_client: Callable
     assert admin.post("/admin/users/test-admin/remove", data={"csrf_token": token}).status_code == 409
     with engine.connect() as conn:
         assert conn.execute(select(User.name)).scalars().all() == ["test-admin"]
+
+
+def test_the_sign_in_page_sends_a_signed_in_browser_on(engine: Engine, make_client: Callable[..., TestClient]) -> None:
+    client = make_client(engine, role="viewer")
+    r = client.get("/login?next=/api/summary", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/api/summary")
