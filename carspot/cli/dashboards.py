@@ -92,12 +92,17 @@ def report_weekly(
 
     if output_format not in ("csv", "json"):
         raise typer.BadParameter("--format must be csv or json")
+    from sqlalchemy.exc import SQLAlchemyError
+
     engine = create_engine_for(database_url())
     try:
         report = weekly_report(engine, week=week, now=datetime.now(UTC), mode=mode)
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except SQLAlchemyError as exc:  # never migrated, or not running: one line, not a traceback
+        typer.echo(f"error: cannot read the database ({type(exc).__name__}): is it up and migrated?", err=True)
+        raise typer.Exit(1) from exc
     finally:
         engine.dispose()
     text = report.to_csv() if output_format == "csv" else report.to_json()

@@ -79,6 +79,7 @@ def test_services_down_then_run_then_dashboard_use_one_database(
     assert code != 0
     assert f"database: {pg_url.replace('s3cret-pw', '***')} (" in err
     assert "not running" in err and "s3cret-pw" not in err
+    assert "error: cannot read the database (OperationalError)" in err and "Traceback" not in err
 
     code, _, _ = _cli(env, "services", "down")
     assert code == 0
