@@ -278,9 +278,7 @@ def serve(
     handler. The caller owns ``engine`` and disposes of it afterwards. Proxy headers are read by the app itself,
     and only from ``auth.trusted_proxies`` (uvicorn's own handling stays off).
     """
-    app = create_app(
-        engine=engine, title=title, refresh_seconds=refresh_seconds, on_request=on_request, auth=auth
-    )
+    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds, on_request=on_request, auth=auth)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
     try:
         uvicorn.Server(config).run()

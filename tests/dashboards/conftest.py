@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -80,7 +81,8 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> None:
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., TestClient]]:
     """Build a TestClient for an app on an engine, with the clock fixed at NOW, signed in as an admin unless
-    ``signed_in=False`` (or as ``role``); ``raise_server_exceptions`` as TestClient's."""
+    ``signed_in=False`` (or as ``role``); ``raise_server_exceptions`` as TestClient's; other options go to
+    ``create_app``."""
     clients: list[TestClient] = []
 
     def build(
@@ -90,8 +92,9 @@ def make_client() -> Iterator[Callable[..., TestClient]]:
         role: str = "admin",
         raise_server_exceptions: bool = True,
         auth: AuthOptions | None = None,
+        **app_options: Any,
     ) -> TestClient:
-        app = create_app(engine=engine, clock=lambda: NOW, auth=auth or auth_options())
+        app = create_app(engine=engine, clock=lambda: NOW, auth=auth or auth_options(), **app_options)
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         clients.append(client)
         if signed_in:
