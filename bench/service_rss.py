@@ -107,6 +107,14 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run([CARSPOT, "migrate"], env=env, check=True, capture_output=True)
+        password = uuid.uuid4().hex  # the dashboard's reads are a signed-in viewer's (an anonymous one is refused)
+        subprocess.run(
+            [CARSPOT, "users", "add", "bench", "--role", "viewer", "--password-stdin"],
+            env=env,
+            check=True,
+            capture_output=True,
+            input=password.encode(),
+        )
         ingest = subprocess.Popen(
             [CARSPOT, "ingest", "http", "--host", "127.0.0.1", "--port", str(ingest_port)], env=env
         )
@@ -117,7 +125,7 @@ def main() -> None:
         wait_healthy(f"http://127.0.0.1:{ingest_port}/healthz")
         wait_healthy(f"http://127.0.0.1:{dashboard_port}/healthz")
         ingest_rss, dashboard_rss = PeakRss(ingest.pid), PeakRss(dashboard.pid)
-        accepted = 0
+        accepted = read_ok = 0
         with httpx.Client(timeout=60) as client:
             for i in range(args.requests):
                 scene = scenes[i % len(scenes)]
@@ -128,9 +136,15 @@ def main() -> None:
                     files={"image": (scene.name, scene.read_bytes())},
                 )
                 accepted += pushed.status_code == 202
+            base = f"http://127.0.0.1:{dashboard_port}"
+            form = client.get(f"{base}/login").text
+            csrf = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            signed = client.post(f"{base}/login", data={"name": "bench", "password": password, "csrf_token": csrf})
+            if signed.status_code != 303:
+                raise SystemExit(f"could not sign in to the dashboard: HTTP {signed.status_code}")
             for i in range(args.requests):
                 path = ("/", "/api/summary", "/api/brand-share", "/api/daily", "/api/recent")[i % 5]
-                client.get(f"http://127.0.0.1:{dashboard_port}{path}")
+                read_ok += client.get(f"{base}{path}").status_code == 200
         peaks = {"ingest http": ingest_rss.stop(), "dashboard": dashboard_rss.stop()}
     finally:
         for p in procs:
@@ -144,7 +158,7 @@ def main() -> None:
         admin.close()
         with psycopg.connect(libpq, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    print(f"pushes {args.requests} ({accepted} accepted) · dashboard reads {args.requests}")
+    print(f"pushes {args.requests} ({accepted} accepted) · dashboard reads {args.requests} ({read_ok} answered 200)")
     for name, peak in peaks.items():
         print(f"{name:<12} peak RSS {peak / 2**20:.1f} MB")
 

@@ -42,6 +42,24 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(plain(value), indent=2, default=str, ensure_ascii=False))
 
 
+def database_url() -> str:
+    """The database every command uses (one rule: carspot.pipeline.settings), said on stderr at start-up
+    without its password, with a warning when it is the PostgreSQL of `carspot services up` and that is not
+    running (a crash or a reboot, not `carspot services down`, which removes its address)."""
+    settings = current_settings()
+    typer.echo(settings.describe_database(), err=True)
+    if settings.database_from_services:
+        from carspot.infra.services import postgres_alive
+
+        if not postgres_alive(root=settings.services_dir):
+            typer.echo(
+                "warning: that PostgreSQL (started by `carspot services up`) is not running: start it again with "
+                "`carspot services up`, or run `carspot services down` to forget its address and use SQLite",
+                err=True,
+            )
+    return settings.resolved_database_url
+
+
 def configure(
     log_level: Annotated[str | None, typer.Option(help="Override CARSPOT_LOG_LEVEL.")] = None,
     log_json: Annotated[bool, typer.Option(help="Log JSON lines instead of key=value.")] = False,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from carspot.cli.common import current_settings
+from carspot.cli.common import current_settings, database_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer()
 report = typer.Typer(help="Reports for analysts.")
@@ -20,29 +23,58 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     refresh: Annotated[int, typer.Option(help="Live feed refresh, seconds.")] = 10,
 ) -> None:
-    """Serve the web dashboard: brand share, daily trend, live feed, weekly report downloads."""
+    """Serve the web dashboard: brand share, daily trend, live feed, weekly report downloads. Everyone signs in
+    (users: `carspot users add`); programs use API tokens (`carspot users token`)."""
+    from datetime import timedelta
+
+    from carspot.dashboards.auth import AuthOptions
     from carspot.dashboards.web import serve
     from carspot.pipeline.metrics import MetricsPortTaken, exported_dashboard
     from carspot.store.engine import create_engine_for
 
+    s = current_settings()
     try:
-        metrics, exporting = exported_dashboard(current_settings())
+        metrics, exporting = exported_dashboard(s)
     except MetricsPortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    engine = create_engine_for(current_settings().resolved_database_url)
+    engine = create_engine_for(database_url())
+    auth = AuthOptions(
+        session_ttl=timedelta(hours=s.dashboard_session_hours),
+        cookie_secure=s.dashboard_cookie_secure,
+        trusted_proxies=tuple(s.dashboard_trusted_proxies),
+    )
     try:
+        _say_who_can_sign_in(engine)
         serve(
             engine=engine,
             host=host,
             port=port,
             refresh_seconds=refresh,
             on_request=lambda route, code, seconds: metrics.request(route=route, code=code, seconds=seconds),
+            auth=auth,
         )
     finally:
         engine.dispose()
         if exporting is not None:
             exporting.close()
+
+
+def _say_who_can_sign_in(engine: Engine) -> None:
+    """A dashboard nobody can sign in to is a set-up step missed: say which, without refusing to start."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from carspot.store.accounts import count_admins, count_users
+
+    try:
+        users, admins = count_users(engine), count_admins(engine)
+    except SQLAlchemyError as exc:
+        typer.echo(f"warning: cannot read the users ({type(exc).__name__}): is the database migrated and up?", err=True)
+        return
+    if users == 0:
+        typer.echo("warning: no users yet: create the first admin with `carspot users add NAME --role admin`", err=True)
+    elif admins == 0:
+        typer.echo("note: no admin among the users (`carspot users add NAME --role admin`)", err=True)
 
 
 @report.command("weekly")
@@ -60,12 +92,17 @@ def report_weekly(
 
     if output_format not in ("csv", "json"):
         raise typer.BadParameter("--format must be csv or json")
-    engine = create_engine_for(current_settings().resolved_database_url)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine_for(database_url())
     try:
         report = weekly_report(engine, week=week, now=datetime.now(UTC), mode=mode)
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except SQLAlchemyError as exc:  # never migrated, or not running: one line, not a traceback
+        typer.echo(f"error: cannot read the database ({type(exc).__name__}): is it up and migrated?", err=True)
+        raise typer.Exit(1) from exc
     finally:
         engine.dispose()
     text = report.to_csv() if output_format == "csv" else report.to_json()

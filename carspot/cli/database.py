@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from carspot.cli.common import current_settings, print_json
+from carspot.cli.common import current_settings, database_url, print_json
 
 app = typer.Typer()
 
 
 @app.command()
 def migrate() -> None:
-    """Bring the database (CARSPOT_DATABASE_URL, default SQLite) to the newest schema."""
+    """Bring the database (the one every command uses: it is named on stderr) to the newest schema."""
     from carspot.store.migrate import current_revision
     from carspot.store.migrate import migrate as run_migrations
 
-    url = current_settings().resolved_database_url
+    url = database_url()
     current_settings().data_dir.mkdir(parents=True, exist_ok=True)
     run_migrations(url)
     print_json({"revision": current_revision(url)})

@@ -16,6 +16,7 @@ from carspot.cli import (
     scenes,
     services,
     training,
+    users,
 )
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(training.app)
 app.add_typer(scenes.app, name="scenes")
 app.add_typer(dashboards.app)
 app.add_typer(operations.app)
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

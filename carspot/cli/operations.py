@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from carspot.cli.common import current_settings, print_json
+from carspot.cli.common import current_settings, database_url, print_json
 
 if TYPE_CHECKING:
     from carspot.pipeline.dlq import LetterFilter, StoredLetter
@@ -58,6 +58,7 @@ def status(since: Since = "24h", as_json: AsJson = False) -> None:
     now = datetime.now(UTC)
     try:
         window = now - parse_time(since or "24h", now=now)
+        database_url()  # said on stderr, as every command using the database does
         result = collect_status(current_settings(), now=now, window=window)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
@@ -174,7 +175,7 @@ def dlq_replay(
         raise _fail(str(exc)) from exc
     s = current_settings()
     letters = _load(where)
-    store = open_store(s.resolved_database_url, mode_for=lambda post: post.mode or s.mode.value)
+    store = open_store(database_url(), mode_for=lambda post: post.mode or s.mode.value)
     try:
         decisions = plan_replay(letters, stored_posts=store.stored_posts)
     except SQLAlchemyError as exc:  # which posts are stored decides what is sent: no guess without the database

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from carspot.cli.common import current_settings, print_json
+from carspot.cli.common import current_settings, database_url, print_json
 
 app = typer.Typer()
 
@@ -28,7 +28,7 @@ def worker(
     from carspot.store.migrate import current_revision
 
     s = current_settings()
-    url = s.resolved_database_url
+    url = database_url()
     if current_revision(url) is None:
         typer.echo("error: the database has no schema yet: run `carspot migrate` first", err=True)
         raise typer.Exit(1)
@@ -78,10 +78,11 @@ def run(
     source: Annotated[str, typer.Option(help="folder:PATH or jsonl:PATH")],
     max_posts: Annotated[int | None, typer.Option(help="Stop after this many posts.")] = None,
 ) -> None:
-    """Everything in one process: ingest → in-process queue → analysis → SQLite. Nothing to install."""
+    """Everything in one process: ingest → in-process queue → analysis → the database (SQLite unless told
+    otherwise: the same one every command uses). Nothing to install."""
     from carspot.pipeline.embedded import run_embedded
 
-    summary = run_embedded(settings=current_settings(), source=source, max_posts=max_posts)
+    summary = run_embedded(settings=current_settings(), source=source, max_posts=max_posts, database_url=database_url())
     typer.echo(summary.render())
 
 

@@ -60,6 +60,10 @@ class DashboardView:
     refresh_seconds: int
     report_week: str
     nonce: str
+    user: str = ""
+    role: str = "viewer"
+    csrf: str = ""
+    """The signed-in user's session CSRF token, sent back by the sign-out form."""
 
 
 def safe_url(url: str | None) -> str | None:
@@ -225,6 +229,16 @@ _EMPTY_FEED: Final = (
 )
 
 
+def _account(view: DashboardView) -> str:
+    """Who is signed in, the admins' link, and the sign-out form (a POST with the session's CSRF token)."""
+    admin = '<a href="/admin/users">Users</a>' if view.role == "admin" else ""
+    return (
+        f'<div class="account"><span class="who-am-i">{escape(view.user)} · {escape(view.role)}</span>{admin}'
+        f'<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{escape(view.csrf)}">'
+        '<button type="submit">Sign out</button></form></div>'
+    )
+
+
 def render_dashboard(view: DashboardView) -> str:
     """The whole page."""
     tabs = "".join(
@@ -235,11 +249,11 @@ def render_dashboard(view: DashboardView) -> str:
     week = escape(view.report_week)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(view.title)} · brand dashboard</title>
+<title>{escape(view.title)} · brand dashboard</title><link rel="icon" href="data:,">
 <style>{_CSS}</style></head>
 <body><header class="top"><div class="wrap top-inner"><div><h1>{escape(view.title)}</h1>
 <div class="tagline">Car brands in social-media images</div></div>
-<nav class="tabs" aria-label="Time window">{tabs}</nav></div></header>
+<nav class="tabs" aria-label="Time window">{tabs}</nav>{_account(view)}</div></header>
 <main class="wrap">
 {_kpis(view)}
 <p class="alltime">All time: {_n(t.posts)} posts · {_n(t.images)} images · {_n(t.analyses)} analyses ·
@@ -310,6 +324,9 @@ font-size:12px;white-space:nowrap}.chip b{font-weight:600;color:#6b7280}
 .live{font-size:12px}.live:before{content:"";display:inline-block;width:8px;height:8px;border-radius:50%;
 margin-right:6px;background:#9ca3af}
 .live.ok:before{background:#10b981}.live.down:before{background:#ef4444}
+.account{display:flex;align-items:center;gap:12px;font-size:13px;color:#d1d5db}.account a{color:#c7d2fe}
+.account form{margin:0}.account button{background:#374151;color:#f9fafb;border:0;border-radius:6px;padding:5px 12px;
+font:inherit;cursor:pointer}
 footer{display:flex;justify-content:space-between;color:#6b7280;font-size:12px;padding:4px 2px 28px}
 @media (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.barcell{width:30%}}
 """
@@ -378,7 +395,11 @@ _SCRIPT: Final = """
   function refresh() {
     if (document.hidden) { return; }
     fetch(body.dataset.src, { headers: { "Accept": "application/json" }, cache: "no-store" })
-      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(function (r) {
+        if (r.status === 401) { window.location.reload(); }  // signed out meanwhile: back to the sign-in page
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      })
       .then(function (data) {
         if (data.items.length) { body.replaceChildren.apply(body, data.items.map(row)); }
         else {

@@ -1,6 +1,7 @@
 """The web dashboard and its JSON API, as a FastAPI app over the store's read queries.
 
-Routes::
+Routes (every one but ``/healthz`` and ``/login`` needs a signed-in user or, under ``/api/`` and ``/reports/``,
+an API token: see :mod:`carspot.dashboards.auth`)::
 
     GET /                          the dashboard page (?window=24h|7d|30d)
     GET /api/summary               row counts and the last 24 hours
@@ -9,10 +10,12 @@ Routes::
     GET /api/recent                ?limit=                (1..200; larger values are capped)
     GET /reports/weekly.csv|.json  ?week=2026-W47&mode=   (default: the last complete ISO week)
     GET /healthz                   SELECT 1 on the database: 200, or 503 when it cannot be reached
+    GET|POST /login · POST /logout the sign-in form, signing out
+    GET /admin/users               (admin) the users; POST /admin/users/{name}/remove
 
 Times are ISO 8601 with a timezone (``2026-11-16T00:00:00Z``) or plain dates (UTC midnight); windows are
-half-open ``[since, until)``. A database that cannot be reached answers 503, not 500. The app only reads;
-the caller owns the Engine (and disposes of it).
+half-open ``[since, until)``. A database that cannot be reached answers 503, not 500. The app reads the
+analyses and writes only sign-in state (sessions); the caller owns the Engine (and disposes of it).
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.middleware.base import RequestResponseEndpoint
 
+from carspot.dashboards.accounts import Accounts
+from carspot.dashboards.auth import UNAVAILABLE_PAGE as _UNAVAILABLE_PAGE
+from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
 from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
 from carspot.store.queries import BrandShare, DailyCount, RecentAnalysis, brand_share, counts, daily_counts
@@ -64,9 +70,10 @@ def create_app(
     refresh_seconds: int = 10,
     clock: Callable[[], datetime] = utc_now,
     on_request: RequestObserver | None = None,
+    auth: AuthOptions | None = None,
 ) -> FastAPI:
-    """The dashboard app reading from ``engine``; ``clock`` (timezone-aware) is injectable for tests;
-    ``on_request`` is told of each request (the process's metrics)."""
+    """The dashboard app reading from ``engine``, signed in against its users; ``clock`` (timezone-aware) is
+    injectable for tests; ``on_request`` is told of each request (the process's metrics)."""
     if refresh_seconds < 1:
         raise ValueError(f"refresh_seconds must be >= 1, got {refresh_seconds}")
     app = FastAPI(
@@ -74,7 +81,9 @@ def create_app(
         summary="Which car brands appear in social-media images: brand share, trends, live feed, reports.",
         docs_url=None,  # the interactive docs load scripts from a CDN; the schema stays at /openapi.json
         redoc_url=None,
+        dependencies=[Depends(csrf_protect)],
     )
+    options = auth or AuthOptions()
 
     def now() -> datetime:
         value = clock()
@@ -82,7 +91,10 @@ def create_app(
             raise RuntimeError("the dashboard clock must return timezone-aware datetimes")
         return value.astimezone(UTC)
 
-    @app.middleware("http")
+    accounts = Accounts(engine, hasher=options.hasher, session_ttl=options.session_ttl)
+    install_auth(app, accounts=accounts, options=options, now=now, title=title)
+
+    @app.middleware("http")  # after install_auth: outermost, so refusals get the headers too
     async def security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
         started = timer.perf_counter()
         response = await call_next(request)
@@ -97,12 +109,13 @@ def create_app(
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> Response:
         log.error("database unavailable for %s: %s", request.url.path, exc.orig if exc.orig is not None else exc)
-        if request.url.path == "/":
+        if not is_api_path(request.url.path):
             return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503)
         return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(window: str = DEFAULT_WINDOW) -> HTMLResponse:
+    def dashboard(request: Request, window: str = DEFAULT_WINDOW) -> HTMLResponse:
+        who = principal(request)
         chosen = WINDOWS.get(window, WINDOWS[DEFAULT_WINDOW])
         at = now()
         trend_since = datetime.combine(at.date() - timedelta(days=chosen.trend_days - 1), time.min, tzinfo=UTC)
@@ -120,6 +133,9 @@ def create_app(
                 refresh_seconds=refresh_seconds,
                 report_week=last_complete_week(at),
                 nonce=secrets.token_urlsafe(16),
+                user=who.account.name,
+                role=who.account.role,
+                csrf=who.csrf or "",
             )
         csp = (
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
@@ -252,15 +268,17 @@ def serve(
     refresh_seconds: int = 10,
     log_level: str = "info",
     on_request: RequestObserver | None = None,
+    auth: AuthOptions | None = None,
 ) -> None:
     """Serve the dashboard with uvicorn until SIGINT or SIGTERM (the first stops gracefully, a second at once).
 
     Blocks, and returns once a SIGINT (Ctrl-C) has stopped the server: uvicorn re-raises the signal after its
     graceful shutdown, and that KeyboardInterrupt is the expected end here, not an error. A SIGTERM is
     re-raised the same way and ends the process with its default action unless the caller has installed a
-    handler. The caller owns ``engine`` and disposes of it afterwards.
+    handler. The caller owns ``engine`` and disposes of it afterwards. Proxy headers are read by the app itself,
+    and only from ``auth.trusted_proxies`` (uvicorn's own handling stays off).
     """
-    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds, on_request=on_request)
+    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds, on_request=on_request, auth=auth)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
     try:
         uvicorn.Server(config).run()
@@ -351,11 +369,3 @@ def _recent_json(a: RecentAnalysis) -> dict[str, Any]:
             "ingested_at": p.ingested_at.isoformat(),
         },
     }
-
-
-_UNAVAILABLE_PAGE: Final = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>CarSpot · unavailable</title><style>body{font:15px system-ui,sans-serif;background:#f4f6fa;color:#1f2937;
-display:flex;align-items:center;justify-content:center;height:100vh;margin:0}div{background:#fff;padding:24px 32px;
-border:1px solid #e5e7eb;border-radius:10px}</style></head><body><div><h1>Dashboard temporarily unavailable</h1>
-<p>The database cannot be reached right now. This page will work again once it is back.</p></div></body></html>
-"""

@@ -7,7 +7,9 @@ loopback, without Docker; used by `carspot services up|down|status` and by CI on
   and writes ROOT/services.json (ports, pids, password; mode 0600) and ROOT/services.env (for Settings).
   It is idempotent: a recorded service that is alive and answering is left alone, stale pids are dropped, and
   ports picked on the first run are reused while they are free, so URLs stay stable.
-- `down` stops only the processes `up` recorded (and verifies each pid's command line first).
+- `down` stops only the processes `up` recorded (and verifies each pid's command line first), and removes
+  ROOT/services.env, so no command goes on using the address of a stopped service (services.json stays: the
+  next `up` reuses its ports, cluster and password).
 - A service that cannot be installed or started raises ServiceStartError naming it, with its log tail.
 """
 
@@ -33,6 +35,7 @@ __all__ = [
     "ServiceStartError",
     "ServiceStatus",
     "down",
+    "postgres_alive",
     "status",
     "up",
     "write_env_file",
@@ -283,13 +286,24 @@ def status(*, root: Path) -> dict[str, ServiceStatus]:
     return result
 
 
+def postgres_alive(*, root: Path) -> bool:
+    """Whether the PostgreSQL `up` recorded under `root` is alive (its pid, checked to be ours); no connection
+    is made, so a command can say at start-up that the database it was told to use is not running."""
+    st = state_file.load(root.expanduser().resolve())
+    return st.postgresql is not None and postgres.is_ours_alive(st.postgresql)
+
+
 def down(*, root: Path) -> list[str]:
-    """Stop the services `up` recorded under `root` (only those pids); names of those that were running."""
+    """Stop the services `up` recorded under `root` (only those pids) and remove their addresses
+    (services.env); names of those that were running."""
     root = root.expanduser().resolve()
     stopped: list[str] = []
     if not (root / state_file.STATE_FILE).exists():
+        (root / state_file.ENV_FILE).unlink(missing_ok=True)
         return stopped
     with state_file.locked(root):
+        # First, so that even a failing stop leaves no command pointed at a service on its way down.
+        (root / state_file.ENV_FILE).unlink(missing_ok=True)
         st = state_file.load(root)
         try:
             if st.redis is not None:

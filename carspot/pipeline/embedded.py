@@ -55,22 +55,27 @@ class RunSummary:
             "CARSPOT_MIN_BRAND_CONFIDENCE)",
             f"rejected        {rejected}  {dict(self.ingest.rejected + self.worker.dead_letters)}",
             f"time            {self.seconds:.2f} s  ({rate:.1f} images/s)",
-            f"results         {self.database}",
+            f"results         {_shown(self.database)}",
         ]
         if rejected:
             lines.append(f"dead letters    {self.dead_letter_file}")
         return "\n".join(lines)
 
 
-def embedded_database_url(settings: Settings) -> str:
-    return f"sqlite:///{(settings.data_dir / 'carspot.db').resolve()}"
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
-def run_embedded(*, settings: Settings, source: str, max_posts: int | None = None) -> RunSummary:
-    """Ingest ``source`` and analyse every post into SQLite under ``settings.data_dir``."""
+def run_embedded(
+    *, settings: Settings, source: str, max_posts: int | None = None, database_url: str | None = None
+) -> RunSummary:
+    """Ingest ``source`` and analyse every post into the database every command uses (``database_url``, by
+    default ``settings.resolved_database_url``: SQLite under ``settings.data_dir`` unless told otherwise)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     posts = open_source(source, settings=settings)
-    url = embedded_database_url(settings)
+    url = database_url or settings.resolved_database_url
     migrate(url)
     analysis = load_analysis(settings)
     store = open_store(url, mode_for=analysis.mode_for)

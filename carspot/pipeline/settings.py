@@ -2,7 +2,17 @@
 
 Every knob is an environment variable prefixed ``CARSPOT_`` (or a line in ``.env``). ``carspot services up``
 writes the addresses of the services it started to ``<data_dir>/services/services.env``, which is read after
-``.env``, so the commands find the local services without any copy-paste. Built in ``main()``, never at import.
+``.env``, so the commands find the local services without any copy-paste; ``carspot services down`` removes it.
+Built in ``main()``, never at import.
+
+The database, for every command alike (docs/dashboard-access.md), is the first of:
+
+1. ``CARSPOT_DATABASE_URL`` in the environment;
+2. the PostgreSQL of ``carspot services up``, while its ``services.env`` is there (``up`` writes it, ``down``
+   removes it; a crash leaves it, and the commands then say that PostgreSQL is not running rather than quietly
+   switching to another database);
+3. ``CARSPOT_DATABASE_URL`` in ``.env``;
+4. SQLite at ``<data_dir>/carspot.db``.
 """
 
 from __future__ import annotations
@@ -12,7 +22,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -241,18 +252,62 @@ class Settings(BaseSettings):
     log_json: bool = False
     """JSON log lines instead of key=value."""
 
+    # The dashboard's sign-in (carspot.dashboards.auth; docs/dashboard-access.md).
+    dashboard_session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    """How long a dashboard sign-in lasts, in hours (then the browser signs in again)."""
+    dashboard_cookie_secure: Literal["auto", "always", "never"] = "auto"
+    """The session cookie's Secure flag: auto = when the request came over HTTPS (directly, or as a trusted
+    proxy's X-Forwarded-Proto says); always behind a TLS proxy that is not listed as trusted."""
+    dashboard_trusted_proxies: list[str] = Field(default_factory=list)
+    """Reverse proxies (addresses or networks, a JSON list, e.g. ["127.0.0.1"]) whose X-Forwarded-For and
+    X-Forwarded-Proto the dashboard believes: the client address that sign-in throttling counts, and HTTPS."""
+
+    _database_origin: str | None = PrivateAttr(default=None)
+
     @classmethod
     def load(cls) -> Settings:
-        """Read the environment, ``.env`` and the services file that ``carspot services up`` wrote."""
-        data_dir = Path(os.environ.get("CARSPOT_DATA_DIR", ".carspot"))
-        env_files = (".env", str(services_env_file(data_dir)))
-        return cls(_env_file=env_files)  # type: ignore[call-arg]
+        """Read the environment, ``.env`` and the services file that ``carspot services up`` wrote (while it is
+        there: ``carspot services down`` removes it), noting where the database URL came from."""
+        dotenv = dotenv_values(".env") if Path(".env").is_file() else {}
+        data_dir = Path(os.environ.get("CARSPOT_DATA_DIR") or dotenv.get("CARSPOT_DATA_DIR") or ".carspot")
+        services_env = services_env_file(data_dir)
+        settings = cls(_env_file=(".env", str(services_env)))  # type: ignore[call-arg]
+        if os.environ.get("CARSPOT_DATABASE_URL"):
+            settings._database_origin = "CARSPOT_DATABASE_URL in the environment"
+        elif services_env.is_file() and dotenv_values(services_env).get("CARSPOT_DATABASE_URL"):
+            settings._database_origin = (
+                f"{services_env}, written by `carspot services up` (`carspot services down` removes it)"
+            )
+        elif dotenv.get("CARSPOT_DATABASE_URL"):
+            settings._database_origin = "CARSPOT_DATABASE_URL in .env"
+        return settings
 
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``data_dir`` (the embedded default)."""
         url = self.database_url.get_secret_value()
         return url or f"sqlite:///{(self.data_dir / 'carspot.db').resolve()}"
+
+    @property
+    def database_origin(self) -> str:
+        """Which rule of the module docstring chose the database."""
+        if self._database_origin is not None:
+            return self._database_origin
+        if self.database_url.get_secret_value():
+            return "CARSPOT_DATABASE_URL"
+        return "the default: SQLite in CARSPOT_DATA_DIR (no CARSPOT_DATABASE_URL, no `carspot services up` in force)"
+
+    @property
+    def database_from_services(self) -> bool:
+        """Whether the database is the PostgreSQL that ``carspot services up`` started."""
+        return self._database_origin is not None and "carspot services up" in self._database_origin
+
+    def describe_database(self) -> str:
+        """One line for start-up: the database URL without its password, and why it is that one."""
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(self.resolved_database_url).render_as_string(hide_password=True)
+        return f"database: {shown} ({self.database_origin})"
 
     @property
     def resolved_detector_weights(self) -> Path:

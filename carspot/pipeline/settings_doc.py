@@ -23,8 +23,9 @@ HEADER = """# Configuration
 <!-- Generated from carspot.pipeline.settings.Settings by `python -m carspot.pipeline.settings_doc`; do not edit. -->
 
 Every setting is an environment variable (or a line in `.env`). `carspot services up` writes the addresses of the
-services it started to `.carspot/services/services.env`, which is read after `.env`. A variable set but empty means
-unset. Paths are shown relative to the repository.
+services it started to `.carspot/services/services.env`, which is read after `.env` until `carspot services down`
+removes it (which database every command uses: docs/dashboard-access.md). A variable set but empty means unset.
+Paths are shown relative to the repository.
 
 | variable | default | meaning |
 |---|---|---|

@@ -163,3 +163,48 @@ class BrandPrediction(Base):
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     make: Mapped[str] = mapped_column(Text, index=True)
     score: Mapped[float] = mapped_column(Float)
+
+
+ROLES: tuple[str, ...] = ("viewer", "admin")
+"""Dashboard roles: a viewer reads everything; an admin also manages users (and what later needs an admin)."""
+
+
+class User(Base):
+    """A person who may sign in to the dashboard; only a hash of the password is kept (argon2, PHC string)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        CheckConstraint("role IN ('viewer', 'admin')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UserSession(Base):
+    """A signed-in browser: the SHA-256 of the random cookie value (the value itself is never stored)."""
+
+    __tablename__ = "user_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(CHAR(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class ApiToken(Base):
+    """A bearer token for ``/api/…`` and ``/reports/…``, acting as its user; stored as the SHA-256 of the token."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_sha256"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(CHAR(64))
+    label: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -22,9 +22,9 @@ from sqlalchemy import Engine
     ],
 )
 def test_calendar_edges_are_422_with_a_message(
-    engine: Engine, make_client: Callable[[Engine], TestClient], path: str
+    engine: Engine, make_client: Callable[..., TestClient], path: str
 ) -> None:
-    client = TestClient(make_client(engine).app, raise_server_exceptions=False)
+    client = make_client(engine, raise_server_exceptions=False)
     response = client.get(path)
     assert response.status_code == 422, (path, response.status_code, response.text[:300])
     assert response.json()["detail"]
@@ -40,6 +40,6 @@ def test_calendar_edges_are_422_with_a_message(
     ],
 )
 def test_the_first_and_last_representable_windows_still_answer(
-    engine: Engine, make_client: Callable[[Engine], TestClient], path: str
+    engine: Engine, make_client: Callable[..., TestClient], path: str
 ) -> None:
     assert make_client(engine).get(path).status_code == 200

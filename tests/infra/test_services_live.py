@@ -200,6 +200,7 @@ def test_down_stops_all_three(running: Running) -> None:
     statuses = services.status(root=running.root)
     assert not any(s.running for s in statuses.values()), statuses
     assert not any(is_alive(pid) for pid in pids)
+    assert not (running.root / state.ENV_FILE).exists()  # no command goes on using a stopped service's address
     assert services.down(root=running.root) == []
 
 
@@ -216,6 +217,7 @@ def test_up_after_down_restarts_on_the_same_ports_despite_stale_pids(running: Ru
 
     assert services.up(root=running.root, topics=TOPICS) == running.endpoints
     assert all(s.running for s in services.status(root=running.root).values())
+    assert f"CARSPOT_DATABASE_URL={running.endpoints.database_url}\n" in (running.root / state.ENV_FILE).read_text()
     assert sorted(services.down(root=running.root)) == ["kafka", "postgresql", "redis"]
 
 

@@ -105,3 +105,52 @@ def test_centernet_input_size_takes_exactly_the_sizes_the_detector_has_from_the_
         monkeypatch.setenv("CARSPOT_CENTERNET_INPUT_SIZE", str(size))
         with pytest.raises(ValueError, match="centernet_input_size"):
             Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in ("CARSPOT_DATABASE_URL", "CARSPOT_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CARSPOT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data" / "services" / "services.env"
+
+
+def test_one_rule_chooses_the_database_and_says_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment, then the services `up` started while its file is there, then .env, then SQLite."""
+    services_env = _clean_env(monkeypatch, tmp_path)
+    sqlite = f"sqlite:///{(tmp_path / 'data').resolve()}/carspot.db"
+
+    settings = Settings.load()
+    assert settings.resolved_database_url == sqlite
+    assert "the default: SQLite" in settings.describe_database() and not settings.database_from_services
+
+    (tmp_path / ".env").write_text("CARSPOT_DATABASE_URL=postgresql://dotenv:pw1@127.0.0.1:1/db\n")
+    assert Settings.load().database_origin == "CARSPOT_DATABASE_URL in .env"
+
+    services_env.parent.mkdir(parents=True)
+    services_env.write_text("CARSPOT_DATABASE_URL=postgresql+psycopg://carspot:pw2@127.0.0.1:2/carspot\n")
+    settings = Settings.load()
+    assert settings.resolved_database_url.endswith("@127.0.0.1:2/carspot") and settings.database_from_services
+    line = settings.describe_database()
+    assert line.startswith("database: postgresql+psycopg://carspot:***@127.0.0.1:2/carspot (")
+    assert "pw2" not in line and "carspot services up" in line
+
+    monkeypatch.setenv("CARSPOT_DATABASE_URL", "postgresql://env:pw3@127.0.0.1:3/db")
+    assert Settings.load().database_origin == "CARSPOT_DATABASE_URL in the environment"
+
+    monkeypatch.delenv("CARSPOT_DATABASE_URL")
+    services_env.unlink()  # what `carspot services down` does
+    (tmp_path / ".env").unlink()
+    assert Settings.load().resolved_database_url == sqlite
+
+
+def test_the_data_dir_may_come_from_dotenv_and_its_services_file_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _clean_env(monkeypatch, tmp_path)
+    monkeypatch.delenv("CARSPOT_DATA_DIR")
+    (tmp_path / ".env").write_text("CARSPOT_DATA_DIR=elsewhere\n")
+    services_env = tmp_path / "elsewhere" / "services" / "services.env"
+    services_env.parent.mkdir(parents=True)
+    services_env.write_text("CARSPOT_DATABASE_URL=postgresql+psycopg://carspot:pw@127.0.0.1:2/carspot\n")
+    assert Settings.load().database_from_services
