@@ -145,6 +145,7 @@ def collect(
         "images_per_s": round(counted / (end - start), 2),
         "timed_s": round(end - start, 1),
         "cpu_s_per_image": round(cpu / max(counted, 1), 4),
+        "cores_used": round(cpu / (end - start), 2),
         "latency_p50_s": round(percentile(latencies, 50), 3),
         "latency_p95_s": round(percentile(latencies, 95), 3),
         "stage_ms_per_image": {k: round(1000 * v / max(messages, 1), 2) for k, v in stages.items()},
@@ -164,7 +165,10 @@ def report(figures: dict[str, Any]) -> None:
     print(f"  stored posts       {f['stored_posts']}  (analyses {f['analyses']}, cars {f['cars']})")
     print(f"  ingest             {f['ingest_posts_per_s']} posts/s")
     print(f"  workers            {f['images_per_s']} images/s over {f['timed_s']} s")
-    print(f"  worker CPU         {f['cpu_s_per_image']} s per image (all workers, timed window)")
+    print(
+        f"  worker CPU         {f['cpu_s_per_image']} s per image, {f['cores_used']} cores busy"
+        " (all workers, timed window)"
+    )
     if f["run"] == "mixed":  # prefilled posts wait in Kafka by design: their latency means nothing
         print(f"  ingest→stored      p50 {f['latency_p50_s']} s · p95 {f['latency_p95_s']} s")
     print("  worker stages      " + " · ".join(f"{k} {v} ms" for k, v in f["stage_ms_per_image"].items()))
@@ -175,9 +179,12 @@ def report(figures: dict[str, Any]) -> None:
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Median images/s per worker count, its spread, and the efficiency against one worker."""
     by_count: dict[int, list[float]] = {}
+    cpu: dict[int, list[float]] = {}
     for r in results:
         by_count.setdefault(r["workers"], []).append(r["images_per_s"])
+        cpu.setdefault(r["workers"], []).append(r["cpu_s_per_image"])
     medians = {n: statistics.median(rates) for n, rates in by_count.items()}
+    cpu_medians = {n: statistics.median(c) for n, c in cpu.items()}
     one = medians.get(1)
     rows = []
     for n, rates in sorted(by_count.items()):
@@ -189,6 +196,9 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
                 "images_per_s_min": min(rates),
                 "images_per_s_max": max(rates),
                 "efficiency": round(medians[n] / (n * one), 3) if one else None,
+                "cpu_s_per_image_median": cpu_medians[n],
+                # CPU seconds per image with one worker / with n: below 1 when workers cost each other work
+                "cpu_efficiency": round(cpu_medians[1] / cpu_medians[n], 3) if one else None,
             }
         )
     return {"scaling": rows}
@@ -234,7 +244,12 @@ def main() -> None:
     scaling = summary(results)
     print("scaling (median of runs; min-max)")
     for row in scaling["scaling"]:
-        eff = f" · efficiency {row['efficiency']}" if row["efficiency"] is not None else ""
+        eff = (
+            f" · efficiency {row['efficiency']} · CPU per image {row['cpu_s_per_image_median']} s"
+            f" (CPU efficiency {row['cpu_efficiency']})"
+            if row["efficiency"] is not None
+            else ""
+        )
         print(
             f"  {row['workers']} worker(s): {row['images_per_s_median']} images/s"
             f" ({row['images_per_s_min']}-{row['images_per_s_max']}, {row['runs']} runs){eff}"
