@@ -13,11 +13,13 @@ the time cut is checked between those groups.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +73,26 @@ class WorkerStats:
     batches: int = 0
     cars: int = 0
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # per stage
+    """Per stage: poll (the polls that returned messages), lookup (the already-stored checks), decode, analyse,
+    write, commit; and gc, the time Python's cyclic garbage collector ran in the loop (inside the other stages)."""
+
+
+@contextlib.contextmanager
+def _gc_timed(seconds: defaultdict[str, float]) -> Iterator[None]:
+    """Add the time of each garbage collection to ``seconds["gc"]`` while the block runs."""
+    started: list[float] = []
+
+    def callback(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            seconds["gc"] += time.perf_counter() - started.pop()
+
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
 
 
 @dataclass
@@ -161,7 +183,7 @@ class Worker:
         analyze: BatchAnalyzer,
         decode_image: ImageDecoder,
         write_batch: BatchWriter,
-        batch_max_messages: int = 32,
+        batch_max_messages: int = 64,
         analysis_batch_images: int = 8,
         batch_max_seconds: float = 5.0,
         poll_timeout_s: float = 1.0,
@@ -231,25 +253,29 @@ class Worker:
         started = self._clock()
         last_message = started
         try:
-            while not self._stopping.is_set():
-                now = self._clock()
-                if timeout_s is not None and now - started >= timeout_s:
-                    break
-                if max_messages is not None and self.stats.messages >= max_messages:
-                    break
-                if idle_timeout_s is not None and now - last_message >= idle_timeout_s:
-                    break
-                if until is not None and until():
-                    break
-                limit = self._batch_max_messages
-                if max_messages is not None:
-                    limit = min(limit, max_messages - self.stats.messages)
-                messages = self._source.poll(timeout_s=self._poll_timeout_s, max_records=limit)
-                if self._partition_lag is not None:
-                    self.metrics.lag(self._partition_lag())
-                if messages or not self._source.ready:  # idle only counts once partitions are assigned
-                    self.process_batch(messages)
-                    last_message = self._clock()  # idle means nothing to read, so it starts when the batch is done
+            with _gc_timed(self.stats.seconds):
+                while not self._stopping.is_set():
+                    now = self._clock()
+                    if timeout_s is not None and now - started >= timeout_s:
+                        break
+                    if max_messages is not None and self.stats.messages >= max_messages:
+                        break
+                    if idle_timeout_s is not None and now - last_message >= idle_timeout_s:
+                        break
+                    if until is not None and until():
+                        break
+                    limit = self._batch_max_messages
+                    if max_messages is not None:
+                        limit = min(limit, max_messages - self.stats.messages)
+                    t0 = time.perf_counter()
+                    messages = self._source.poll(timeout_s=self._poll_timeout_s, max_records=limit)
+                    if messages:  # an empty poll is waiting for work (or a rebalance), not a cost of the work
+                        self.stats.seconds["poll"] += time.perf_counter() - t0
+                    if self._partition_lag is not None:
+                        self.metrics.lag(self._partition_lag())
+                    if messages or not self._source.ready:  # idle only counts once partitions are assigned
+                        self.process_batch(messages)
+                        last_message = self._clock()  # idle is nothing to read: it starts once the batch is done
         finally:
             self._source.close()
         return self.stats
@@ -323,8 +349,10 @@ class Worker:
                 decoded.append(Post.decode(message.value))
             except DecodeError as exc:
                 decoded.append(exc)
+        t0 = time.perf_counter()
         known = self._known([p for p in decoded if isinstance(p, Post) and not p.is_link])
         pictures = self._stored([p.post_id for p in decoded if isinstance(p, Post)])  # post id -> its sha256
+        self.stats.seconds["lookup"] += time.perf_counter() - t0
         waiting: list[_Decoded] = []
         for index, (message, post) in enumerate(zip(messages, decoded, strict=True)):
             where = (message.topic, message.partition)
