@@ -184,6 +184,8 @@ def run_x_ingest(
         producer, sinks = kafka_emitter(settings, mode=analysis_mode, should_stop=stopping.is_set)
     except EmitInterrupted:
         fetcher.close()
+        if exporting is not None:
+            exporting.close()
         stopped = IngestStats(stop_reason="should_stop")
         return XRunSummary(rules=synced, ingest=stopped, x=source.stats, checkpoint=checkpoint.load())
     emitter = CheckpointingEmitter(

@@ -256,6 +256,8 @@ class KafkaPostSource:
         """Per partition owned now, messages between the position and the last known high watermark (from the
         fetch responses: no request of its own); a partition not fetched yet is left out."""
         lags: dict[int, int] = {}
+        if self._consumer is None:  # not connected yet: nothing owned
+            return lags
         for tp in self._consumer.assignment() or ():
             try:
                 highwater = self._consumer.highwater(tp)
