@@ -40,7 +40,8 @@ from carspot.ingest.loop import run_ingest  # noqa: E402
 from carspot.ingest.phash import InMemoryPhashIndex, phash_bytes  # noqa: E402
 from carspot.ingest.x import InMemoryCheckpoint, XSource  # noqa: E402
 
-STANFORD = REPO.parent / "shared" / "data" / "stanford-cars" / "images"
+SHARED = Path(os.environ.get("CARSPOT_SHARED_DIR") or REPO.parent / "shared")  # a worktree is not next to shared/
+STANFORD = SHARED / "data" / "stanford-cars" / "images"
 
 
 def kafka_bootstrap() -> str:

@@ -116,8 +116,7 @@ def serve_http_push(
         uvicorn.run(app, host=bind_host, port=bind_port, log_config=None, access_log=False)
     finally:
         fetcher.close()
-        producer.flush()
-        producer.close()
+        producer.close(timeout=10)  # every post was acknowledged or answered 503; never hang on a broker away
         if exporting is not None:
             exporting.close()
 

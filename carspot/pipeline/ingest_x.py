@@ -1,9 +1,12 @@
 """Wiring of the X/Twitter source (``carspot ingest x``): Settings → tweepy clients, safe fetcher, Redis
 checkpoint and de-duplication → the producer loop → Kafka.
 
-The checkpoint (newest handled tweet id) is stored only after the Kafka producer's flush succeeded, every
-``x_checkpoint_every`` posts and at least every ``CHECKPOINT_INTERVAL_S`` seconds, and once more at exit; a
-failed flush raises before the checkpoint moves, so a restart fetches those posts again.
+Every post waits for Kafka's acknowledgement before the ingest loop keeps its de-duplication claim (Redis), and
+a Kafka outage is waited out with capped backoff and a warning while it lasts, as folder and JSONL ingest do:
+meanwhile nothing more is taken from X (the source's bounded queue fills up), and SIGTERM during the wait
+releases the post's claim and ends the run. The checkpoint (newest handled tweet id) therefore never runs ahead
+of what Kafka has: it is stored every ``x_checkpoint_every`` posts, at least every ``CHECKPOINT_INTERVAL_S``
+seconds, and once more at exit; a restart fetches from there, and de-duplication skips what was sent.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from carspot.ingest.loop import IngestedPost, IngestStats, Rejection
+from carspot.ingest.loop import EmitInterrupted, IngestedPost, IngestStats, Rejection
 from carspot.ingest.x import (
     CheckpointStore,
     InMemoryCheckpoint,
@@ -167,14 +170,6 @@ def run_x_ingest(
         max_pages=settings.x_search_max_pages,
         backoff_cap_s=settings.x_backoff_max_s,
     )
-    producer, sinks = kafka_emitter(settings, mode=analysis_mode)
-    emitter = CheckpointingEmitter(
-        emit=sinks.emit,
-        reject=sinks.reject,
-        flush=sinks.flush,
-        commit=source.commit_checkpoint,
-        every=settings.x_checkpoint_every,
-    )
     stopping = threading.Event()
     if install_signals:
         from carspot.pipeline.lifecycle import install_stop_handlers
@@ -184,6 +179,22 @@ def run_x_ingest(
             source.stop()
 
         install_stop_handlers(stop)
+    try:
+        # every post waits for Kafka's acknowledgement (and through outages) before its claim is kept
+        producer, sinks = kafka_emitter(settings, mode=analysis_mode, should_stop=stopping.is_set)
+    except EmitInterrupted:
+        fetcher.close()
+        if exporting is not None:
+            exporting.close()
+        stopped = IngestStats(stop_reason="should_stop")
+        return XRunSummary(rules=synced, ingest=stopped, x=source.stats, checkpoint=checkpoint.load())
+    emitter = CheckpointingEmitter(
+        emit=sinks.emit,
+        reject=sinks.reject,
+        flush=sinks.flush,
+        commit=source.commit_checkpoint,
+        every=settings.x_checkpoint_every,
+    )
     ok = False
     try:
         stats = ingest_posts(
@@ -200,10 +211,8 @@ def run_x_ingest(
         try:
             if ok:
                 emitter.checkpoint()
-            else:
-                sinks.flush()  # deliver what was sent; the checkpoint stays where it was
         finally:
-            producer.close()
+            producer.close(timeout=10)  # every post was acknowledged; never hang on a broker that is away
             fetcher.close()
             if exporting is not None:
                 exporting.close()

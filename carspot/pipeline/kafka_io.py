@@ -1,5 +1,6 @@
 """Kafka wiring (kafka-python): the producer ingest sends with, the consumer-group member the worker polls,
-and the dead-letter producer. The only module that imports ``kafka``."""
+and the dead-letter producer. With kafka_txn (bounded transactional calls), the only modules that import
+``kafka``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from carspot.ingest.loop import EmitInterrupted
+from carspot.pipeline import kafka_txn
 from carspot.pipeline.deadletter import DeadLetter
 from carspot.pipeline.ingesting import SinkEmitter
 from carspot.pipeline.ports import CommitFailed, Incoming
@@ -43,8 +45,10 @@ def make_producer(
     delivery_timeout_ms: int = 120_000,
     request_timeout_ms: int = 30_000,
 ) -> KafkaProducer:
-    """Idempotent producer, acks from all in-sync replicas, raised request size for images."""
-    return KafkaProducer(
+    """Idempotent producer, acks from all in-sync replicas, raised request size for images; ``max_block_ms``
+    bounds every blocking call (start-up, metadata, a full buffer, ``init_transactions``), and ``close(timeout)``
+    returns within about ``timeout`` even with records stuck (kafka_txn.ClosingProducer)."""
+    return kafka_txn.ClosingProducer(
         bootstrap_servers=bootstrap.split(","),
         acks="all",
         enable_idempotence=True,
@@ -55,6 +59,7 @@ def make_producer(
         delivery_timeout_ms=delivery_timeout_ms,
         request_timeout_ms=request_timeout_ms,
         max_block_ms=max_block_ms,
+        bootstrap_timeout_ms=max_block_ms,  # a broker that is away: the constructor gives up as soon as a send would
         client_id=client_id,
         transactional_id=transactional_id,
         transaction_timeout_ms=transaction_timeout_ms,
@@ -78,8 +83,10 @@ class KafkaSender:
         should_stop: Callable[[], bool] = lambda: False,
         backoff_max_s: float = 30.0,
         ack_poll_s: float = 0.5,
+        flush_timeout_s: float = 180.0,
     ) -> None:
         self._producer = producer
+        self._flush_timeout_s = flush_timeout_s
         self._topic = topic
         self._pending: list[FutureRecordMetadata] = []
         self._acked = acked
@@ -134,8 +141,14 @@ class KafkaSender:
             raise EmitInterrupted(f"stopped before Kafka acknowledged a message to {self._topic}")
 
     def flush(self) -> None:
-        """Block until every message sent so far is acknowledged; raise if any was not."""
-        self._producer.flush()
+        """Block until every message sent so far is acknowledged; raise if any was not. (Acked: nothing to wait
+        for, every send already was.)"""
+        if self._acked:
+            return
+        try:
+            self._producer.flush(timeout=self._flush_timeout_s)
+        except KafkaError as exc:
+            raise DeliveryError(f"messages to {self._topic} not acknowledged: {exc!r}") from exc
         pending, self._pending = self._pending, []
         failures = [f.exception for f in pending if f.failed()]
         if failures:
@@ -153,7 +166,10 @@ class KafkaDeadLetterSink(KafkaSender):
 
 
 class KafkaPostSource:
-    """A member of the analyzers' consumer group with manual commits (MessageSource)."""
+    """A member of the analyzers' consumer group with manual commits (MessageSource). Every call that talks to
+    the broker is bounded by ``call_timeout_s``. A broker that is away, at start-up or later, is waited out
+    poll by poll (nothing read, a warning now and then): the consumer is created once the broker answers, and
+    rejoins the group by itself after a restart (positions then restart from the committed offsets)."""
 
     def __init__(
         self,
@@ -165,9 +181,12 @@ class KafkaPostSource:
         max_poll_interval_ms: int,
         client_id: str = "carspot-worker",
         session_timeout_ms: int = 10_000,
+        call_timeout_s: float = 10.0,
+        connect_backoff_max_s: float = 5.0,
     ) -> None:
-        self._consumer = KafkaConsumer(
-            topic,
+        self._call_timeout_ms = int(call_timeout_s * 1000)
+        self._topic = topic
+        self._config: dict[str, object] = dict(
             bootstrap_servers=bootstrap.split(","),
             group_id=group,
             client_id=client_id,
@@ -180,16 +199,49 @@ class KafkaPostSource:
             # A killed worker's partitions move to the others after this long, not Kafka's default 45 s.
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
+            request_timeout_ms=max(self._call_timeout_ms, session_timeout_ms + 5_000),
+            bootstrap_timeout_ms=self._call_timeout_ms,
             reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
         )
+        self._connect_backoff_max_s = connect_backoff_max_s
+        self._connect_attempts = 0
+        self._next_connect = 0.0
+        self._consumer: KafkaConsumer | None = None
+        self._connected()
+
+    def _connected(self) -> KafkaConsumer | None:
+        """The consumer, created now if the broker answers (else None, and a warning)."""
+        if self._consumer is None and time.monotonic() >= self._next_connect:
+            try:
+                self._consumer = KafkaConsumer(self._topic, **self._config)
+            except KafkaError as exc:
+                self._connect_attempts += 1
+                wait = min(self._connect_backoff_max_s, 0.5 * 2 ** min(self._connect_attempts, 10))
+                self._next_connect = time.monotonic() + wait
+                log.warning(
+                    "Kafka is not reachable (attempt %d: %r); trying again in %.1f s", self._connect_attempts, exc, wait
+                )
+            else:
+                self._connect_attempts = 0
+        return self._consumer
+
+    def _required(self) -> KafkaConsumer:
+        consumer = self._connected()
+        if consumer is None:
+            raise KafkaConnectionError("not connected to Kafka yet")
+        return consumer
 
     @property
     def ready(self) -> bool:
-        return bool(self._consumer.assignment())
+        return self._consumer is not None and bool(self._consumer.assignment())
 
     def poll(self, *, timeout_s: float, max_records: int) -> Sequence[Incoming]:
+        consumer = self._connected()
+        if consumer is None:
+            time.sleep(timeout_s)
+            return []
         try:
-            polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            polled = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:  # the broker is away: wait as a poll would, and let the caller poll again
             log.warning("poll failed, retrying: %r", exc)
             time.sleep(timeout_s)
@@ -204,6 +256,8 @@ class KafkaPostSource:
         """Per partition owned now, messages between the position and the last known high watermark (from the
         fetch responses: no request of its own); a partition not fetched yet is left out."""
         lags: dict[int, int] = {}
+        if self._consumer is None:  # not connected yet: nothing owned
+            return lags
         for tp in self._consumer.assignment() or ():
             try:
                 highwater = self._consumer.highwater(tp)
@@ -217,24 +271,42 @@ class KafkaPostSource:
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         try:
-            self._consumer.commit(_offsets(offsets))
+            self._required().commit(_offsets(offsets), timeout_ms=self._call_timeout_ms)
         except KafkaError as exc:
             # A rebalance (CommitFailedError) or a broker that did not answer (KafkaTimeoutError): the batch is
             # stored and writes are idempotent, so whoever owns the partitions next re-reading it changes nothing.
             raise CommitFailed(f"offset commit failed: {exc!r}") from exc
 
+    def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The group's committed offset of each partition (absent: none yet); KafkaError if the broker does not
+        answer within the call timeout."""
+        consumer = self._required()
+        found: dict[tuple[str, int], int] = {}
+        for topic, partition in partitions:
+            offset = consumer.committed(TopicPartition(topic, partition), timeout_ms=self._call_timeout_ms)
+            if offset is not None:
+                found[(topic, partition)] = int(offset)
+        return found
+
     def group_metadata(self) -> object:
         """This member's generation, for offsets committed in a producer transaction (KIP-447 fencing)."""
-        return self._consumer.group_metadata()
+        return self._required().group_metadata()
 
     def seek(self, *, topic: str, partition: int, offset: int) -> None:
+        if self._consumer is None:
+            return  # never joined: the first assignment starts from the committed offsets
         try:
             self._consumer.seek(TopicPartition(topic, partition), offset)
         except ValueError:
             log.info("partition %s-%d was revoked; its new owner re-reads from the commit", topic, partition)
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        if self._consumer is None:
+            return
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=self._call_timeout_ms)
+        except KafkaError as exc:  # leaving the group is best effort: the session timeout ends it anyway
+            log.warning("could not leave the consumer group cleanly: %r", exc)
 
 
 def _offsets(offsets: Mapping[tuple[str, int], int]) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -244,12 +316,22 @@ def _offsets(offsets: Mapping[tuple[str, int], int]) -> dict[TopicPartition, Off
 class KafkaBatchOutcome:
     """A worker's dead letters and offsets in one Kafka transaction (BatchOutcome): a batch replayed after a
     crash or an outage finds its earlier letters aborted, so every bad message has exactly one dead letter for
-    a ``read_committed`` reader. The transactional id is this process's own; KIP-447 fences stale members."""
+    a ``read_committed`` reader.
 
-    def __init__(self, *, settings: Settings, source: KafkaPostSource) -> None:
+    Every step is bounded by ``timeout_s`` (kafka_txn). A producer that failed or timed out is dropped and the
+    next commit starts a new one under the same transactional id: ``init_transactions`` fences the old one and
+    finishes its open transaction (aborted, or committed if it had got that far). Since a commit that timed out
+    may have committed after all, the first commit after a failure asks the group for its committed offsets and
+    leaves out what they already cover (offsets not ahead of them, letters of messages before them), so a
+    batch re-read after an uncertain commit never sends its letters twice."""
+
+    def __init__(self, *, settings: Settings, source: KafkaPostSource, timeout_s: float = 10.0) -> None:
         self._settings = settings
         self._source = source
+        self._timeout_s = timeout_s
+        self._transactional_id = f"carspot-worker-{uuid.uuid4().hex}"  # this process's, kept across producers
         self._producer: KafkaProducer | None = None
+        self._uncertain = False  # a commit failed: what the group has committed must be asked before the next
 
     def _ready(self) -> KafkaProducer:
         if self._producer is None:
@@ -258,14 +340,17 @@ class KafkaBatchOutcome:
                 bootstrap=s.kafka_bootstrap,
                 max_message_bytes=s.kafka_max_message_bytes,
                 compression=s.kafka_compression,
-                transactional_id=f"carspot-worker-{uuid.uuid4().hex}",
+                transactional_id=self._transactional_id,
                 client_id="carspot-worker-dlq",
                 transaction_timeout_ms=10_000,  # a killed worker's open transaction stalls readers at most this long
+                max_block_ms=int(self._timeout_s * 1000),  # init_transactions, metadata and buffer waits
+                request_timeout_ms=int(self._timeout_s * 1000),
             )
             try:
+                kafka_txn.check_supported(producer)
                 producer.init_transactions()
             except BaseException:
-                producer.close(timeout=5)
+                kafka_txn.close_now(producer, timeout_s=1.0)
                 raise
             self._producer = producer
         return self._producer
@@ -273,27 +358,65 @@ class KafkaBatchOutcome:
     def commit(self, *, offsets: Mapping[tuple[str, int], int], dead_letters: Sequence[DeadLetter]) -> None:
         try:
             producer = self._ready()
+            if self._uncertain:
+                offsets, dead_letters = self._not_yet_committed(offsets, dead_letters)
+                self._uncertain = False
         except KafkaError as exc:
+            self._uncertain = True
             raise CommitFailed(f"cannot start a transaction: {exc!r}") from exc
+        if not offsets and not dead_letters:
+            return
         try:
             producer.begin_transaction()
             for letter in dead_letters:
                 producer.send(self._settings.dlq_topic, key=letter.key, value=letter.encode())
             if offsets:
-                producer.send_offsets_to_transaction(_offsets(offsets), self._source.group_metadata())
-            producer.commit_transaction()
+                kafka_txn.send_offsets(
+                    producer, _offsets(offsets), self._source.group_metadata(), timeout_s=self._timeout_s
+                )
+            kafka_txn.commit(producer, timeout_s=self._timeout_s)
         except KafkaError as exc:
+            self._uncertain = True
             self._abort()
             raise CommitFailed(
                 f"transaction of {len(dead_letters)} dead letter(s) and offsets failed: {exc!r}"
             ) from exc
 
+    def _not_yet_committed(
+        self, offsets: Mapping[tuple[str, int], int], dead_letters: Sequence[DeadLetter]
+    ) -> tuple[dict[tuple[str, int], int], list[DeadLetter]]:
+        """What of this batch the group has not committed yet (a commit that timed out may have succeeded)."""
+        partitions = set(offsets) | {
+            (letter.origin_topic, letter.origin_partition)
+            for letter in dead_letters
+            if letter.origin_topic is not None and letter.origin_partition is not None
+        }
+        committed = self._source.committed(sorted(partitions))
+        ahead = {where: offset for where, offset in offsets.items() if offset > committed.get(where, -1)}
+        letters = [
+            letter
+            for letter in dead_letters
+            if letter.origin_topic is None
+            or letter.origin_partition is None
+            or letter.origin_offset is None
+            or letter.origin_offset >= committed.get((letter.origin_topic, letter.origin_partition), -1)
+        ]
+        if len(ahead) < len(offsets) or len(letters) < len(dead_letters):
+            log.warning(
+                "an earlier transaction had committed after all: %d dead letter(s) and %d partition offset(s) "
+                "of this batch were already in it",
+                len(dead_letters) - len(letters),
+                len(offsets) - len(ahead),
+            )
+        return ahead, letters
+
     def _abort(self) -> None:
-        """Abort what is open; a producer that cannot (fenced, broker gone) is replaced on the next commit."""
+        """Abort what is open; a producer that cannot (fenced, broker gone, stuck) is dropped, and the next
+        commit starts a new one."""
         if self._producer is None:
             return
         try:
-            self._producer.abort_transaction()
+            kafka_txn.abort(self._producer, timeout_s=self._timeout_s)
         except KafkaError as exc:
             log.warning("could not abort the transaction (%r); starting a new producer", exc)
             self.close()
@@ -301,7 +424,7 @@ class KafkaBatchOutcome:
     def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            producer.close(timeout=5)
+            kafka_txn.close_now(producer, timeout_s=5.0)
 
 
 def _connect_waiting(

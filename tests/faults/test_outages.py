@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.faults.stack import PrivateStack, start_stack
+from tests.faults.stack import PrivateStack
 from tests.integration.corpus import Corpus, build_corpus
 from tests.integration.support import carspot, dead_letters, read_topic, start_carspot
 
@@ -34,16 +33,6 @@ DUPLICATES = {
     "analyses": """SELECT image_sha256, mode, model_version FROM analyses
                    GROUP BY image_sha256, mode, model_version HAVING count(*) > 1""",
 }
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    data_dir = tmp_path_factory.mktemp("private-data")
-    started = start_stack(data_dir / "services")
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @dataclass(frozen=True)
