@@ -894,3 +894,17 @@ def facets(session_or_engine: Bind) -> Facets:
             ).scalars()
         )
     return Facets(sources=sources, campaigns=campaigns)
+
+
+def find_make(session_or_engine: Bind, *, make: str) -> str | None:
+    """The make as the store spells it (``toyota`` finds ``Toyota``), or None if no analysis ever named it."""
+    exact = select(BrandPrediction.make).where(BrandPrediction.make == make).limit(1)
+    folded = (
+        select(BrandPrediction.make)
+        .where(func.lower(BrandPrediction.make) == make.lower())
+        .order_by(BrandPrediction.make)
+        .limit(1)
+    )
+    with _session(session_or_engine) as s:
+        found = s.execute(exact).scalar() or s.execute(folded).scalar()
+    return str(found) if found is not None else None
