@@ -11,17 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from urllib.parse import quote
 
+from carspot.dashboards.brand_figures import BrandFigures, Period
 from carspot.dashboards.filters import DEFAULT_DAYS, View
 from carspot.dashboards.intervals import Interval, wilson
 from carspot.dashboards.page import _CSS as DASHBOARD_CSS
 from carspot.dashboards.page import safe_url
 from carspot.store.queries import BrandImage, DailyBrands, Facets
-
-if TYPE_CHECKING:
-    from carspot.dashboards.brands import BrandFigures, Period
 
 LINE_COLOURS: Final = ("#4f46e5", "#f59e0b", "#10b981", "#ef4444", "#0891b2")
 MODES: Final = ("standard", "region-search", "detector")

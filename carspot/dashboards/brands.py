@@ -16,14 +16,14 @@ images are counted apart. "Seen with": the makes of the other cars in the same i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection, Engine
 
+from carspot.dashboards.brand_figures import BrandFigures, Period, brand_figures, period
 from carspot.dashboards.brand_page import BrandView, CompareView, render_brand, render_compare
 from carspot.dashboards.filters import (
     CampaignParam,
@@ -40,76 +40,16 @@ from carspot.dashboards.intervals import Interval, wilson
 from carspot.store.queries import (
     BrandImage,
     DailyBrands,
-    SeenWith,
-    brand_images,
-    brand_share,
     daily_brand_counts,
     facets,
     find_make,
-    seen_with,
     thumbnail,
-    unidentified_images,
 )
 
-BRAND_IMAGES: Final = 24
 MIN_COMPARE, MAX_COMPARE = 2, 5
-WEEK: Final = timedelta(days=7)
 THUMBNAIL_CACHE: Final = "private, max-age=86400, immutable"
 """A thumbnail's address is its image's SHA-256: its bytes never change, so browsers keep it a day without
 asking; private, since the dashboard sits behind sign-in."""
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """A make's count in a window and its share of the identified images."""
-
-    images: int
-    identified: int
-    unidentified: int
-
-    @property
-    def share(self) -> float:
-        return self.images / self.identified if self.identified else 0.0
-
-    @property
-    def interval(self) -> Interval | None:
-        return wilson(self.images, self.identified)
-
-
-@dataclass(frozen=True, slots=True)
-class BrandFigures:
-    """Everything the brand page and its JSON show."""
-
-    make: str
-    view: View
-    total: Period
-    this_week: Period
-    previous_week: Period
-    days: Sequence[DailyBrands]
-    seen: SeenWith
-    images: Sequence[BrandImage]
-
-
-def _period(conn: Connection, make: str, view: View, since: datetime, until: datetime) -> Period:
-    shares = brand_share(conn, since=since, until=until, filters=view.filters)
-    images = next((s.images for s in shares if s.make == make), 0)
-    doubted = unidentified_images(conn, since=since, until=until, filters=view.filters)
-    return Period(images=images, identified=sum(s.images for s in shares), unidentified=doubted)
-
-
-def brand_figures(conn: Connection, *, make: str, view: View) -> BrandFigures:
-    """The brand page's numbers; the two weeks end where the view's window ends."""
-    until = view.until
-    return BrandFigures(
-        make=make,
-        view=view,
-        total=_period(conn, make, view, view.since, until),
-        this_week=_period(conn, make, view, until - WEEK, until),
-        previous_week=_period(conn, make, view, until - 2 * WEEK, until - WEEK),
-        days=daily_brand_counts(conn, since=view.since, until=until, filters=view.filters),
-        seen=seen_with(conn, make=make, since=view.since, until=until, filters=view.filters),
-        images=brand_images(conn, make=make, since=view.since, until=until, filters=view.filters, limit=BRAND_IMAGES),
-    )
 
 
 def _interval_json(interval: Interval | None) -> list[float] | None:
@@ -304,7 +244,7 @@ def brand_routes(*, engine: Engine, now: Callable[[], datetime], title: str) -> 
         with engine.connect() as conn:
             found = [find_make(conn, make=m) or m for m in wanted]
             days = daily_brand_counts(conn, since=view.since, until=view.until, filters=view.filters)
-            totals = {m: _period(conn, m, view, view.since, view.until) for m in found}
+            totals = {m: period(conn, m, view, view.since, view.until) for m in found}
         return found, days, totals
 
     @router.get("/api/compare", tags=["brands"])
