@@ -14,10 +14,12 @@ from carspot.dashboards.filters import View
 from carspot.dashboards.intervals import Interval, wilson
 from carspot.store.queries import (
     BrandImage,
+    CampaignCount,
     DailyBrands,
     SeenWith,
     brand_images,
     brand_share,
+    campaign_counts,
     daily_brand_counts,
     seen_with,
     unidentified_images,
@@ -56,6 +58,7 @@ class BrandFigures:
     days: Sequence[DailyBrands]
     seen: SeenWith
     images: Sequence[BrandImage]
+    campaigns: Sequence[CampaignCount]
 
 
 def period(conn: Connection, make: str, view: View, since: datetime, until: datetime) -> Period:
@@ -76,5 +79,6 @@ def brand_figures(conn: Connection, *, make: str, view: View) -> BrandFigures:
         previous_week=period(conn, make, view, until - 2 * WEEK, until - WEEK),
         days=daily_brand_counts(conn, since=view.since, until=until, filters=view.filters),
         seen=seen_with(conn, make=make, since=view.since, until=until, filters=view.filters),
+        campaigns=campaign_counts(conn, since=view.since, until=until, filters=view.filters),
         images=brand_images(conn, make=make, since=view.since, until=until, filters=view.filters, limit=BRAND_IMAGES),
     )

@@ -306,6 +306,25 @@ def render_brand(page: BrandView, *, base: str) -> str:
         + f'<p class="note"><a href="{base}compare?{escape(view.query(makes=compare_with))}">Compare over time</a></p>'
         "</section>"
     )
+    campaign_rows = "".join(
+        f"<tr><td>{escape(c.campaign) if c.campaign else '<span class=muted>none</span>'}</td>"
+        f'<td class="num">{c.makes.get(make, 0):,}</td><td class="num">{c.identified:,}</td>'
+        f'<td class="num strong">{_pct(c.makes.get(make, 0) / c.identified if c.identified else 0.0)}</td>'
+        f'<td class="num">{_interval(wilson(c.makes.get(make, 0), c.identified))}</td></tr>'
+        for c in f.campaigns
+    )
+    by_campaign = (
+        '<section class="card" id="by-campaign"><div class="card-head"><h2>By campaign</h2><span class="muted">'
+        "an image shown in two campaigns counts in both</span></div>"
+        + (
+            '<table><thead><tr><th>Campaign</th><th class="num">Images</th><th class="num">With a make</th>'
+            f'<th class="num">Share</th><th class="num">95% interval</th></tr></thead><tbody>{campaign_rows}</tbody>'
+            "</table>"
+            if campaign_rows
+            else '<p class="muted">No image in this view.</p>'
+        )
+        + "</section>"
+    )
     cards = "".join(_image_card(i, make, base=base) for i in f.images)
     gallery = (
         '<section class="card"><div class="card-head"><h2>Latest images</h2><span class="muted">boxes: '
@@ -321,6 +340,7 @@ def render_brand(page: BrandView, *, base: str) -> str:
         + kpis
         + daily
         + seen
+        + by_campaign
         + gallery
         + f'<p class="note"><a href="{escape(base)}api/brands/{quote(make, safe="")}?{escape(query)}">JSON</a></p>'
     )

@@ -8,6 +8,7 @@ Routes (every filter of :mod:`carspot.dashboards.filters` applies, and is kept i
     GET /api/brands/{make}              the same as JSON
     GET /compare?makes=a,b              2-5 makes' daily share as lines
     GET /api/compare?makes=a,b          the same as JSON
+    GET /api/campaigns                  brand counts grouped by campaign
 
 A share is of the images with a confident make (rank 1 of the image's top-5), as on the dashboard; unidentified
 images are counted apart. "Seen with": the makes of the other cars in the same images.
@@ -40,6 +41,7 @@ from carspot.dashboards.intervals import Interval, wilson
 from carspot.store.queries import (
     BrandImage,
     DailyBrands,
+    campaign_counts,
     daily_brand_counts,
     facets,
     find_make,
@@ -129,6 +131,16 @@ def brand_json(figures: BrandFigures) -> dict[str, Any]:
             "images": figures.seen.images,
             "makes": [{"make": m.make, "images": m.images} for m in figures.seen.others],
         },
+        "by_campaign": [
+            {
+                "campaign": c.campaign,
+                "images": c.makes.get(figures.make, 0),
+                "images_with_brand": c.identified,
+                "share": round(c.makes.get(figures.make, 0) / c.identified, 6) if c.identified else 0.0,
+                "interval_95": _interval_json(wilson(c.makes.get(figures.make, 0), c.identified)),
+            }
+            for c in figures.campaigns
+        ],
         "recent_images": [_image_json(i) for i in figures.images],
     }
 
@@ -246,6 +258,38 @@ def brand_routes(*, engine: Engine, now: Callable[[], datetime], title: str) -> 
             days = daily_brand_counts(conn, since=view.since, until=view.until, filters=view.filters)
             totals = {m: period(conn, m, view, view.since, view.until) for m in found}
         return found, days, totals
+
+    @router.get("/api/campaigns", tags=["brands"])
+    def api_campaigns(
+        days: DaysParam = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+        mode: ModeParam = None,
+        min_confidence: ConfidenceParam = None,
+    ) -> dict[str, Any]:
+        """Brand counts grouped by campaign (``null``: posts without one); an image shown in two campaigns counts
+        in both."""
+        view = view_of(days, since, until, source, campaign, mode, min_confidence)
+        with engine.connect() as conn:
+            found = campaign_counts(conn, since=view.since, until=view.until, filters=view.filters)
+        return {
+            "since": view.since.isoformat(),
+            "until": view.until.isoformat(),
+            "filters": _filters_json(view),
+            "campaigns": [
+                {
+                    "campaign": c.campaign,
+                    "images_with_brand": c.identified,
+                    "unidentified": c.unidentified,
+                    "makes": [
+                        {"make": m, "images": n, "share": round(n / c.identified, 6)} for m, n in c.makes.items()
+                    ],
+                }
+                for c in found
+            ],
+        }
 
     @router.get("/api/compare", tags=["brands"])
     def api_compare(

@@ -908,3 +908,61 @@ def find_make(session_or_engine: Bind, *, make: str) -> str | None:
     with _session(session_or_engine) as s:
         found = s.execute(exact).scalar() or s.execute(folded).scalar()
     return str(found) if found is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCount:
+    """One campaign (None: posts collected without one): its images with a confident make, by rank-1 make, and
+    its unidentified images."""
+
+    campaign: str | None
+    identified: int
+    unidentified: int
+    makes: dict[str, int]
+
+
+def campaign_counts(
+    session_or_engine: Bind, *, since: datetime, until: datetime, filters: Filters = NO_FILTERS
+) -> list[CampaignCount]:
+    """Brand counts grouped by campaign, largest campaign first. An image shown by posts of two campaigns counts
+    in both (each campaign reached it); within one campaign each image counts once."""
+    _check_window(since, until)
+    latest = _latest_analysis_per_image(since, until, None, filters)
+    shown = aliased(Post)
+    linked = and_(shown.image_sha256 == Analysis.image_sha256, *_post_conditions(filters, shown))
+    images = func.count(distinct(Analysis.id))
+    makes_stmt = (
+        select(shown.campaign, BrandPrediction.make, images)
+        .select_from(Analysis)
+        .join(BrandPrediction, BrandPrediction.analysis_id == Analysis.id)
+        .join(shown, linked)
+        .where(
+            Analysis.id.in_(latest),
+            _identified(filters),
+            BrandPrediction.region_index == IMAGE_REGION,
+            BrandPrediction.rank == 1,
+        )
+        .group_by(shown.campaign, BrandPrediction.make)
+    )
+    doubted_stmt = (
+        select(shown.campaign, images)
+        .select_from(Analysis)
+        .join(shown, linked)
+        .where(Analysis.id.in_(latest), _unidentified(filters))
+        .group_by(shown.campaign)
+    )
+    per: dict[str | None, dict[str, int]] = {}
+    with _session(session_or_engine) as s:
+        for campaign, make, n in s.execute(makes_stmt):
+            per.setdefault(campaign, {})[str(make)] = int(n)
+        doubted = {campaign: int(n) for campaign, n in s.execute(doubted_stmt)}
+    out = [
+        CampaignCount(
+            campaign=c,
+            identified=sum(per.get(c, {}).values()),
+            unidentified=doubted.get(c, 0),
+            makes=dict(sorted(per.get(c, {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
+        for c in set(per) | set(doubted)
+    ]
+    return sorted(out, key=lambda c: (-c.identified, -c.unidentified, c.campaign is None, c.campaign or ""))

@@ -209,3 +209,19 @@ def test_compare_page_and_live_feed(brand_client: TestClient) -> None:
     assert f'src="thumbnails/{sha("T2")}.jpg"' in home.text and 'href="brands/Toyota"' in home.text
     items = brand_client.get("/api/recent", params={"limit": 50}).json()["items"]
     assert {i["image_sha256"]: i["thumbnail"] for i in items}[sha("T2")] == f"thumbnails/{sha('T2')}.jpg"
+
+
+def test_counts_grouped_by_campaign(brand_client: TestClient) -> None:
+    body = brand_client.get("/api/campaigns").json()
+    assert [(c["campaign"], c["images_with_brand"], c["unidentified"]) for c in body["campaigns"]] == [
+        (None, 5, 1),
+        ("launch", 3, 0),
+    ]
+    launch = body["campaigns"][1]["makes"]
+    assert [(m["make"], m["images"]) for m in launch] == [("Toyota", 2), ("BMW", 1)]
+    by_campaign = brand_client.get("/api/brands/Toyota").json()["by_campaign"]
+    assert [(c["campaign"], c["images"], c["images_with_brand"]) for c in by_campaign] == [
+        (None, 2, 5),
+        ("launch", 2, 3),
+    ]
+    assert 'id="by-campaign"' in brand_client.get("/brands/Toyota").text

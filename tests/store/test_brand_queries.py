@@ -28,6 +28,7 @@ from carspot.store.queries import (
     Filters,
     brand_images,
     brand_share,
+    campaign_counts,
     daily_brand_counts,
     daily_counts,
     facets,
@@ -279,3 +280,14 @@ def test_thumbnail_records_refuse_what_is_not_a_small_jpeg() -> None:
         dataclasses.replace(jpeg(), width=4000)
     with pytest.raises(ValueError, match="limit"):
         ThumbnailRecord(jpeg=b"\xff\xd8\xff" + bytes(70_000), width=10, height=10)
+
+
+def test_campaign_counts_group_the_brands_by_campaign(data: Engine) -> None:
+    found = campaign_counts(data, since=DAY1, until=DAY3)
+    assert [(c.campaign, c.identified, c.unidentified, c.makes) for c in found] == [
+        ("toyota", 2, 0, {"toyota": 2}),
+        (None, 1, 1, {"bmw": 1}),
+        ("spring", 1, 0, {"toyota": 1}),
+    ]
+    strict = campaign_counts(data, since=DAY1, until=DAY3, filters=Filters(min_confidence=0.5, source="x"))
+    assert [(c.campaign, c.identified, c.unidentified) for c in strict] == [("toyota", 1, 1)]
