@@ -301,7 +301,8 @@ def render_brand(page: BrandView, *, base: str) -> str:
     compare_with = ",".join([make, *(m.make for m in f.seen.others[:2])])
     seen = (
         '<section class="card" id="seen-with"><div class="card-head"><h2>Seen with</h2>'
-        f'<span class="muted">other makes in the {f.seen.images:,} images where {escape(make)} is seen</span></div>'
+        f'<span class="muted">other makes in the {f.seen.images:,} image{"s" if f.seen.images != 1 else ""} where '
+        f"{escape(make)} is seen</span></div>"
         + (f'<ul class="cooc">{others}</ul>' if others else '<p class="muted">No other make in the same images.</p>')
         + f'<p class="note"><a href="{base}compare?{escape(view.query(makes=compare_with))}">Compare over time</a></p>'
         "</section>"
@@ -398,8 +399,8 @@ color:#fff;cursor:pointer}
 .frame img,.frame .boxes{position:absolute;inset:0;width:100%;height:100%}
 .frame img{object-fit:fill}
 .no-thumb{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;color:#9ca3af;font-size:12px}
-.box{fill:none;stroke-width:3;vector-effect:non-scaling-stroke}
-.box.mine{stroke:#22c55e}.box.other{stroke:#f59e0b}.box.doubt{stroke:#9ca3af;stroke-dasharray:4 3}
+.box{fill:none;stroke-width:2.5;vector-effect:non-scaling-stroke;paint-order:stroke}
+.box.mine{stroke:#22c55e}.box.other{stroke:#f59e0b}.box.doubt{stroke:#e5e7eb;stroke-dasharray:5 3}
 .key{display:inline-block;width:10px;height:10px;border:2px solid;margin:0 4px 0 10px;vertical-align:-1px}
 .key.mine{border-color:#22c55e}.key.other{border-color:#f59e0b}.key.doubt{border-color:#9ca3af}
 .top5{margin:0;padding-left:20px;font-size:13px}.top5 li.mine{font-weight:650}.top5 b{color:#6b7280;font-weight:500}
