@@ -85,7 +85,7 @@ def _image_json(image: BrandImage) -> dict[str, Any]:
     post = image.latest_post
     return {
         "image_sha256": image.image_sha256,
-        "thumbnail": f"/thumbnails/{image.image_sha256}.jpg" if image.has_thumbnail else None,
+        "thumbnail": f"thumbnails/{image.image_sha256}.jpg" if image.has_thumbnail else None,
         "width": image.width,
         "height": image.height,
         "mode": image.mode,
