@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection, Engine
 
@@ -174,9 +174,10 @@ def compare_json(
     }
 
 
-def brand_routes(*, engine: Engine, now: Callable[[], datetime], title: str) -> APIRouter:
-    """The router, over ``engine``; ``now`` is the dashboard's clock."""
-    router = APIRouter()
+def add_brand_routes(app: FastAPI, *, engine: Engine, now: Callable[[], datetime], title: str) -> None:
+    """Add the routes to ``app``, over ``engine``; ``now`` is the dashboard's clock. Added to the app itself (not
+    an included router) so they sit in its flat route table with the others, where the sign-in walk finds them."""
+    router = app
 
     def view_of(
         days: int | None,
@@ -351,8 +352,6 @@ def brand_routes(*, engine: Engine, now: Callable[[], datetime], title: str) -> 
                     error=str(exc.detail),
                 )
         return _html(render_compare(page, base=""))
-
-    return router
 
 
 _CSP: Final = (

@@ -39,7 +39,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from carspot.dashboards.accounts import Accounts
 from carspot.dashboards.auth import UNAVAILABLE_PAGE as _UNAVAILABLE_PAGE
 from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
-from carspot.dashboards.brands import brand_routes
+from carspot.dashboards.brands import add_brand_routes
 from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
 from carspot.store.queries import BrandShare, DailyCount, RecentAnalysis, brand_share, counts, daily_counts
@@ -259,7 +259,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
 
-    app.include_router(brand_routes(engine=engine, now=now, title=title))
+    add_brand_routes(app, engine=engine, now=now, title=title)
     return app
 
 
