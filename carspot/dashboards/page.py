@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from carspot.dashboards.charts import CARS_COLOUR, IMAGES_COLOUR, POSTS_COLOUR, trend_svg
 from carspot.store.queries import BrandShare, Counts, DailyCount, RecentAnalysis
@@ -137,7 +137,8 @@ def _share_section(view: DashboardView) -> str:
         width = 100 * s.images / leader
         mention = s.top5_images / total if total else 0.0
         rows.append(
-            f'<tr><td class="rank">{i}</td><td class="make">{escape(s.make)}</td>'
+            f'<tr><td class="rank">{i}</td><td class="make"><a href="brands/{quote(s.make, safe="")}">'
+            f"{escape(s.make)}</a></td>"
             f'<td class="barcell"><div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
             f'<td class="num strong">{_pct(s.share)}</td><td class="num">{_n(s.images)}</td>'
             f'<td class="num">{_n(s.top5_images)} <span class="muted">({_pct(mention)})</span></td></tr>'
@@ -205,10 +206,20 @@ def feed_row(a: RecentAnalysis) -> str:
         text = f'<div class="sub text">{escape(snippet(post.text))}</div>' if post.text else ""
     return (
         f'<tr><td class="mono nowrap">{a.analyzed_at.strftime("%Y-%m-%d %H:%M:%S")}</td>'
-        f'<td><code title="{escape(a.image_sha256)}">{escape(a.image_sha256[:SHA_PREFIX])}</code>'
+        f"<td>{_feed_thumbnail(a)}"
+        f'<code title="{escape(a.image_sha256)}">{escape(a.image_sha256[:SHA_PREFIX])}</code>'
         f'<div class="sub">{a.width}×{a.height} · {escape(a.mode)}</div></td>'
         f'<td class="post"><div class="who">{who}</div>{meta}{text}</td>'
         f'<td class="num strong">{a.region_count}</td><td class="brands">{_brand_chips(a)}</td></tr>'
+    )
+
+
+def _feed_thumbnail(a: RecentAnalysis) -> str:
+    if not a.has_thumbnail:
+        return ""
+    return (
+        f'<img class="feed-thumb" src="thumbnails/{escape(a.image_sha256)}.jpg" alt="" width="96" loading="lazy" '
+        f'decoding="async">'
     )
 
 
@@ -318,6 +329,7 @@ code{background:#f3f4f6;padding:1px 5px;border-radius:4px;font-size:12px}.nowrap
 .sub{color:#6b7280;font-size:12px}.text{max-width:360px;overflow-wrap:anywhere}
 .who{font-weight:600;overflow-wrap:anywhere}.post{max-width:380px}
 .brands{max-width:380px}
+.feed-thumb{display:block;width:96px;height:auto;border-radius:4px;margin-bottom:4px;background:#f3f4f6}
 .chip{display:inline-block;background:#f3f4f6;border-radius:999px;padding:1px 9px;margin:0 4px 4px 0;
 font-size:12px;white-space:nowrap}.chip b{font-weight:600;color:#6b7280}
 .chip.first{background:#eef2ff;color:#3730a3}.chip.first b{color:#4f46e5}
@@ -356,6 +368,11 @@ _SCRIPT: Final = """
     var tr = el("tr");
     tr.appendChild(el("td", "mono nowrap", String(a.analyzed_at).slice(0, 19).replace("T", " ")));
     var img = el("td");
+    if (a.thumbnail) {
+      var pic = el("img", "feed-thumb");
+      pic.src = a.thumbnail; pic.alt = ""; pic.width = 96; pic.loading = "lazy";
+      img.appendChild(pic);
+    }
     var code = el("code", "", a.image_sha256.slice(0, 12));
     code.title = a.image_sha256;
     img.appendChild(code);

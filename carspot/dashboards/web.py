@@ -12,6 +12,8 @@ an API token: see :mod:`carspot.dashboards.auth`)::
     GET /healthz                   SELECT 1 on the database: 200, or 503 when it cannot be reached
     GET|POST /login · POST /logout the sign-in form, signing out
     GET /admin/users               (admin) the users; POST /admin/users/{name}/remove
+    GET /brands/{make}, /compare, /thumbnails/{sha256}.jpg, /api/brands/{make}, /api/compare
+                                   brand pages, comparisons and pictures (carspot.dashboards.brands)
 
 Times are ISO 8601 with a timezone (``2026-11-16T00:00:00Z``) or plain dates (UTC midnight); windows are
 half-open ``[since, until)``. A database that cannot be reached answers 503, not 500. The app reads the
@@ -37,6 +39,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from carspot.dashboards.accounts import Accounts
 from carspot.dashboards.auth import UNAVAILABLE_PAGE as _UNAVAILABLE_PAGE
 from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
+from carspot.dashboards.brands import add_brand_routes
 from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
 from carspot.store.queries import BrandShare, DailyCount, RecentAnalysis, brand_share, counts, daily_counts
@@ -256,6 +259,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
 
+    add_brand_routes(app, engine=engine, now=now, title=title)
     return app
 
 
@@ -357,6 +361,7 @@ def _recent_json(a: RecentAnalysis) -> dict[str, Any]:
         "cars": a.region_count,
         "brands": [{"make": b.make, "score": b.score, "rank": b.rank} for b in a.brands],
         "post_count": a.post_count,
+        "thumbnail": f"thumbnails/{a.image_sha256}.jpg" if a.has_thumbnail else None,
         "post": None
         if p is None
         else {

@@ -98,6 +98,7 @@ class IngestedPost:
     height: int
     duplicate_of_image: bool
     image_ref: str = ""
+    campaign: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -308,6 +309,7 @@ class _Ingest:
                     height=image.height,
                     duplicate_of_image=not first,
                     image_ref=post.image_ref,
+                    campaign=post.campaign,
                 )
             )
             finished = True

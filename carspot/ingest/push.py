@@ -4,7 +4,8 @@ Two ways to send one post with one picture::
 
     POST /v1/posts   Authorization: Bearer <token>
       Content-Type: application/json       {"post_id": "abc", "image_url": "https://...", "author": "...",
-                                             "text": "...", "url": "...", "posted_at": "2026-05-01T10:00:00Z"}
+                                             "text": "...", "url": "...", "posted_at": "2026-05-01T10:00:00Z",
+                                             "campaign": "spring-launch"}
       Content-Type: multipart/form-data    the same fields as form fields, and the picture as file ``image``
 
 Answers (every error body is ``{"reason": <code>, "detail": <text>}``, the codes of the dead-letter topic)::
@@ -35,11 +36,12 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from carspot.ingest.dedup import Deduplicator
+from carspot.ingest.fields import MAX_CAMPAIGN_CHARS, check_campaign
 from carspot.ingest.images import NormalizedImage
 from carspot.ingest.loop import IngestedPost, IngestObserver, Rejection, run_ingest
 from carspot.ingest.phash import NearDuplicateIndex
@@ -63,6 +65,18 @@ class PostFields(BaseModel):
     text: Annotated[str | None, Field(max_length=10_000)] = None
     url: Annotated[str | None, Field(max_length=2048, description="Where the post can be seen.")] = None
     posted_at: AwareDatetime | None = None
+    campaign: Annotated[
+        str | None,
+        Field(
+            max_length=MAX_CAMPAIGN_CHARS,
+            description="The campaign the post belongs to: letters, digits, '_', '.', '-' (dashboards group by it).",
+        ),
+    ] = None
+
+    @field_validator("campaign")
+    @classmethod
+    def _campaign(cls, value: str | None) -> str | None:
+        return check_campaign("campaign", value)
 
 
 class JsonPost(PostFields):
@@ -221,6 +235,7 @@ def create_push_app(
                 posted_at=fields.posted_at,
                 image_ref=image_ref,
                 read_image=read_image,
+                campaign=fields.campaign,
             )
         except ValueError as exc:  # a field the store could not hold (NUL, a lone surrogate)
             raise _Problem(422, "invalid_post", str(exc)) from exc

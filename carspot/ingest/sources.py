@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from carspot.ingest.confine import PathPolicy
 from carspot.ingest.errors import ImageMissing, ImageTooLarge, SourceError
-from carspot.ingest.fields import check_id, check_text
+from carspot.ingest.fields import check_campaign, check_id, check_text
 
 logger = logging.getLogger("carspot.ingest.sources")
 
@@ -43,10 +43,13 @@ class RawPost:
     image_ref: str
     read_image: Callable[[], bytes] = field(repr=False, compare=False)
     read_head: Callable[[int], bytes] | None = field(default=None, repr=False, compare=False)
+    campaign: str | None = None
+    """The campaign it was collected for: an X rule's tag, a pushed post's ``campaign``."""
 
     def __post_init__(self) -> None:
         check_id("post_id", self.post_id)
         check_id("source", self.source)
+        check_campaign("campaign", self.campaign)
         for name in ("author", "text", "url"):
             check_text(name, getattr(self, name))
         if self.posted_at is not None:
@@ -171,7 +174,7 @@ class JsonlSource:
     """A replay file, one JSON post per line::
 
         {"post_id": "123", "image": "img/123.jpg", "author": "a", "text": "t", "url": "https://...",
-         "posted_at": "2024-05-01T10:00:00Z", "source": "x"}
+         "posted_at": "2024-05-01T10:00:00Z", "source": "x", "campaign": "toyota"}
 
     ``image`` is a path, relative to the JSONL file's folder unless absolute, and must resolve (symlinks too)
     under that folder or one of ``image_dirs``, and never under one of ``denied_dirs`` (the data dir): any
@@ -244,6 +247,7 @@ class JsonlSource:
             fields = {name: check_text(name, record.get(name)) for name in ("author", "text", "url", "source")}
             if fields["source"]:
                 check_id("source", fields["source"])
+            campaign = check_campaign("campaign", record.get("campaign"))
             posted_at = _parse_time(record.get("posted_at"))
         except ValueError as exc:
             return self._broken(line_no, str(exc), line, post_id=post_id)
@@ -260,6 +264,7 @@ class JsonlSource:
             image_ref=str(image_path),
             read_image=partial(read_file_capped, image_path, max_bytes=self.max_bytes, policy=self.policy),
             read_head=partial(read_file_head, image_path, policy=self.policy),
+            campaign=campaign,
         )
 
 

@@ -51,6 +51,7 @@ import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 
+from carspot.ingest.fields import check_campaign
 from carspot.ingest.sources import BrokenRecord, RawPost
 
 logger = logging.getLogger("carspot.ingest.x")
@@ -72,6 +73,8 @@ class XApiError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class XRule:
+    """A stream rule; its tag names the campaign the posts it finds are collected for (``posts.campaign``)."""
+
     value: str
     tag: str | None = None
 
@@ -80,6 +83,8 @@ def parse_rules(text: str) -> list[XRule]:
     """One rule per line, optionally tagged: ``[toyota] (#toyota OR @Toyota) has:images -is:retweet``.
 
     Blank lines and comments (``#`` followed by a space, or alone: a hashtag never has a space) are ignored.
+    A tag is the campaign of the posts the rule finds, so it must be a valid campaign name
+    (:func:`carspot.ingest.fields.check_campaign`).
     """
     rules: list[XRule] = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -92,6 +97,10 @@ def parse_rules(text: str) -> list[XRule]:
             if end < 0:
                 raise ValueError(f"line {number}: unclosed [tag]")
             tag, line = line[1:end].strip() or None, line[end + 1 :].strip()
+            try:
+                check_campaign("tag", tag)
+            except ValueError as exc:
+                raise ValueError(f"line {number}: {exc}") from None
         if not line:
             raise ValueError(f"line {number}: a tag without a rule")
         rules.append(XRule(line, tag))
@@ -209,9 +218,16 @@ class _Unit:
     items: list[RawPost | BrokenRecord]
 
 
-def tweet_units(payload: dict[str, Any], *, fetch: Callable[[str], bytes], ref: str) -> list[_Unit]:
+def tweet_units(
+    payload: dict[str, Any], *, fetch: Callable[[str], bytes], ref: str, campaign: str | None = None
+) -> list[_Unit]:
     """The posts of a v2 response (``data`` one tweet on the stream, a list in search), media joined from
-    ``includes``. A tweet without pictures gives a unit without items (it still moves the checkpoint)."""
+    ``includes``. A tweet without pictures gives a unit without items (it still moves the checkpoint).
+
+    The posts' campaign is ``campaign`` (a search for one tagged rule), else the tag of the stream's
+    ``matching_rules`` (the first in sorted order when several tagged rules matched)."""
+    if campaign is None:
+        campaign = _rule_tag(payload)
     data = payload.get("data")
     tweets = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
     includes = payload.get("includes") or {}
@@ -220,7 +236,7 @@ def tweet_units(payload: dict[str, Any], *, fetch: Callable[[str], bytes], ref: 
     units = []
     for tweet in tweets:
         try:
-            units.append(_tweet_unit(tweet, media, users, fetch=fetch, ref=ref))
+            units.append(_tweet_unit(tweet, media, users, fetch=fetch, ref=ref, campaign=campaign))
         except (KeyError, TypeError, ValueError) as exc:
             raw = json.dumps(tweet).encode()  # ASCII escapes: encodable whatever it holds
             units.append(_Unit(None, [BrokenRecord(0, f"malformed tweet: {exc}", raw, source=SOURCE, ref=ref)]))
@@ -234,6 +250,7 @@ def _tweet_unit(
     *,
     fetch: Callable[[str], bytes],
     ref: str,
+    campaign: str | None,
 ) -> _Unit:
     tweet_id = str(tweet["id"])
     number = int(tweet_id)
@@ -264,9 +281,21 @@ def _tweet_unit(
                 posted_at=posted_at,
                 image_ref=image_url,
                 read_image=partial(fetch, image_url),
+                campaign=campaign,
             )
         )
     return _Unit(number, items)
+
+
+def _rule_tag(payload: dict[str, Any]) -> str | None:
+    """The campaign of a stream message: its matching rules' tags, the first in sorted order."""
+    rules = payload.get("matching_rules")
+    tags = (
+        sorted(r["tag"] for r in rules or () if isinstance(r, dict) and isinstance(r.get("tag"), str) and r["tag"])
+        if isinstance(rules, list)
+        else []
+    )
+    return tags[0] if tags else None
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------
@@ -444,11 +473,13 @@ class XSource:
 
     def _search_units(self) -> Iterator[_Unit]:
         since = self._committed
-        queries = [self.query] if self.query else [rule.value for rule in self.rules]
+        queries: list[tuple[str, str | None]] = (
+            [(self.query, None)] if self.query else [(rule.value, rule.tag) for rule in self.rules]
+        )
         while not self._stop.is_set():
             newest = since
-            for query in queries:
-                found = self._search(query, since)
+            for query, campaign in queries:
+                found = self._search(query, since, campaign=campaign)
                 if found is None:
                     return
                 units, top = found
@@ -463,7 +494,7 @@ class XSource:
         thread.start()
         if self._committed is not None:  # catch up the gap since the last run; overlaps are duplicates
             for rule in self.rules:
-                found = self._search(rule.value, self._committed)
+                found = self._search(rule.value, self._committed, campaign=rule.tag)
                 if found is None:
                     return
                 yield from found[0]
@@ -479,8 +510,11 @@ class XSource:
 
     # --- search -------------------------------------------------------------------------------------------
 
-    def _search(self, query: str, since_id: int | None) -> tuple[list[_Unit], int | None] | None:
-        """Every page newer than ``since_id``, oldest tweet first; None when stopped while waiting."""
+    def _search(
+        self, query: str, since_id: int | None, *, campaign: str | None = None
+    ) -> tuple[list[_Unit], int | None] | None:
+        """Every page newer than ``since_id``, oldest tweet first (their posts in ``campaign``); None when
+        stopped while waiting."""
         pages: list[dict[str, Any]] = []
         token: str | None = None
         while len(pages) < self._max_pages:
@@ -510,7 +544,7 @@ class XSource:
             )
         units: list[_Unit] = []
         for page in reversed(pages):  # pages are newest first, and so are the tweets in a page
-            units.extend(reversed(tweet_units(page, fetch=self._fetch, ref=f"x:search:{query}")))
+            units.extend(reversed(tweet_units(page, fetch=self._fetch, ref=f"x:search:{query}", campaign=campaign)))
         self._count(units)
         ids = [u.tweet_id for u in units if u.tweet_id is not None]
         return units, max(ids) if ids else None

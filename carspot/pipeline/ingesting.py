@@ -23,6 +23,7 @@ def post_from(ingested: IngestedPost, *, mode: str | None = None) -> Post:
         height=ingested.height,
         image=ingested.image.jpeg if ingested.image is not None else None,
         mode=mode,
+        campaign=ingested.campaign,
     )
 
 

@@ -7,6 +7,9 @@ Layout (version 1)::
 The header carries the post's metadata; the image travels as raw bytes (no base64: 33 % less on the wire).
 A post whose picture was already sent under the same sha256 carries no image (``image is None``): the worker
 links it to the existing analysis. Anything that does not parse raises the one ``DecodeError``.
+
+Optional header fields added later (``campaign``) are read as absent (None) from older messages, and older
+workers ignore them, so the version stays 1.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from carspot.ingest.fields import check_id, check_text
+from carspot.ingest.fields import check_campaign, check_id, check_text
 
 MAGIC = b"CSP"
 VERSION = 1
@@ -85,10 +88,12 @@ class Post:
     url: str | None = None
     posted_at: datetime | None = None
     mode: str | None = None  # per-message override of the analysis mode
+    campaign: str | None = None  # an X rule's tag or a pushed post's campaign
 
     def __post_init__(self) -> None:
         check_id("post_id", self.post_id)  # ingest's own rules: what it sends, the worker accepts
         check_id("source", self.source)
+        check_campaign("campaign", self.campaign)
         for name in ("author", "text", "url", "mode"):
             check_text(name, getattr(self, name))
         if len(self.image_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.image_sha256):
@@ -152,6 +157,7 @@ class Post:
                 url=_optional_str(header, "url"),
                 posted_at=_parse_time(header.get("posted_at"), name="posted_at", required=False),
                 mode=_optional_str(header, "mode"),
+                campaign=_optional_str(header, "campaign"),
             )
         except ValueError as exc:
             if isinstance(exc, DecodeError):

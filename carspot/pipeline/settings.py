@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     marked `unidentified`, and brand share does not count it (the dashboard counts it apart); 0 marks none. Chosen
     on `carspot evaluate`'s coverage / accuracy curve as the threshold that maximises right minus wrong brands
     counted per car image on both held-out sets (docs/benchmarks.md, 2026-12-06)."""
+    thumbnail_retention_days: Annotated[int, Field(ge=0, le=3650)] = 30
+    """Days a thumbnail of an analysed image is kept (the dashboards show them); `carspot thumbnails purge` deletes
+    older ones and those of images no post shows any more; 0 keeps them until their last post goes."""
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     """The weights' expected sha256, checked at load."""

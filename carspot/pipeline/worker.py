@@ -8,12 +8,15 @@ never sends one twice). A commit that fails re-reads the batch. Batches are cut 
 well as by count: the records not reached in time are re-read next poll (seek), so a slow batch never exceeds
 Kafka's ``max.poll.interval.ms``. The decoded images of a batch are analysed together, ``analysis_batch_images``
 at a time, so the brand classifier sees the regions of several images in one call (`Analysis.analyse_batch`);
-the time cut is checked between those groups.
+the time cut is checked between those groups. Each analysed image gets a small thumbnail made from the decoded
+array (``make_thumbnail``), carried by its analysis record so it is written in the same transaction; a
+thumbnail that cannot be made is logged and the analysis stored without it (a picture is never lost for it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import threading
@@ -40,7 +43,8 @@ from carspot.pipeline.deadletter import DeadLetter
 from carspot.pipeline.message import DecodeError, InvalidPost, Post
 from carspot.pipeline.metrics import WorkerMetrics
 from carspot.pipeline.ports import BatchOutcome, CommitFailed, DeadLetterSink, Incoming, MessageSource
-from carspot.store.records import AnalysisRecord, PostRecord
+from carspot.pipeline.thumbnails import make_thumbnail
+from carspot.store.records import AnalysisRecord, PostRecord, ThumbnailRecord
 from carspot.store.writer import BatchConflictError
 
 log = logging.getLogger("carspot.pipeline.worker")
@@ -49,6 +53,8 @@ BatchAnalyzer = Callable[[Sequence[tuple[Post, np.ndarray]]], Sequence[AnalysisR
 """Per (post, decoded image), in order: its analysis, or the exception that stopped it (dead-lettered with the
 exception's ``reason`` attribute, else ``analysis_error``)."""
 ImageDecoder = Callable[[bytes], np.ndarray]
+ThumbnailMaker = Callable[[np.ndarray], ThumbnailRecord]
+"""The decoded image (the array the analysis saw) → its thumbnail."""
 BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
 KnownImages = Callable[[Sequence[Post]], set[str]]
 """Given a batch's posts, the post ids whose picture already has an analysis in the mode they ask for."""
@@ -72,6 +78,8 @@ class WorkerStats:
     dead_letters: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     cars: int = 0
+    thumbnails: int = 0
+    thumbnail_errors: int = 0
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # per stage
     """Per stage: poll (the polls that returned messages), lookup (the already-stored checks), decode, analyse,
     write, commit; and gc, the time Python's cyclic garbage collector ran in the loop (inside the other stages)."""
@@ -151,6 +159,7 @@ def post_record(post: Post) -> PostRecord:
         image_sha256=post.image_sha256,
         width=post.width,
         height=post.height,
+        campaign=post.campaign,
     )
 
 
@@ -193,6 +202,7 @@ class Worker:
         outcome: BatchOutcome | None = None,
         stored_posts: StoredPosts | None = None,
         max_original_bytes: int = 1 << 20,
+        make_thumbnail: ThumbnailMaker | None = make_thumbnail,
         clock: Callable[[], float] = time.monotonic,
         metrics: WorkerMetrics | None = None,
         partition_lag: PartitionLag | None = None,
@@ -203,8 +213,10 @@ class Worker:
         and cuts batches; tests pass their own. A database that is down is waited out, with a warning per attempt
         and a wait doubling up to ``backoff_max_s``, until it is back or the worker is stopped (``write_attempts``
         bounds the attempts instead). ``metrics`` receives what the worker does (a private registry when not
-        given); ``partition_lag``, when given, is read after each poll for the per-partition lag gauge."""
+        given); ``partition_lag``, when given, is read after each poll for the per-partition lag gauge.
+        ``make_thumbnail`` (None: keep none) makes each analysed image's thumbnail."""
         self._source = source
+        self._make_thumbnail = make_thumbnail
         self._dead_letters = dead_letters
         self._analyze = analyze
         self._decode_image = decode_image
@@ -469,12 +481,29 @@ class Worker:
                 batch.letters.append(self._letter(item.message, reason=reason, detail=repr(result), post=item.post))
                 continue
             batch.posts.append(item.record)
-            batch.analyses.append(result)
+            batch.analyses.append(self._with_thumbnail(result, item))
             self.stats.analyses += 1
             self.stats.cars += len(result.regions)
             latest = result
         if latest is not None:
             self.metrics.model(version=latest.model_version, mode=latest.mode, detector=latest.detector)
+
+    def _with_thumbnail(self, result: AnalysisRecord, item: _Decoded) -> AnalysisRecord:
+        """The analysis with its image's thumbnail; without one (logged) when it cannot be made."""
+        if self._make_thumbnail is None or result.thumbnail is not None:
+            return result
+        t0 = time.perf_counter()
+        try:
+            thumbnail = self._make_thumbnail(item.image)
+            with_thumbnail = dataclasses.replace(result, thumbnail=thumbnail)
+        except Exception as exc:
+            self.stats.thumbnail_errors += 1
+            log.warning("no thumbnail for post %s: %r", item.post.post_id, exc)
+            return result
+        finally:
+            self.stats.seconds["thumbnail"] += time.perf_counter() - t0
+        self.stats.thumbnails += 1
+        return with_thumbnail
 
     def _write(self, batch: _Batch) -> None:
         if not batch.posts and not batch.analyses:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from typing import Final
@@ -19,6 +19,14 @@ MODES: Final = frozenset({"standard", "region-search", "detector"})
 
 MAX_RANK: Final = 5
 """The store keeps the top-5 brands per image and per region."""
+
+MAX_THUMBNAIL_BYTES: Final = 64 << 10
+"""The largest thumbnail the store accepts: the worker makes them well under it (see ``pipeline/thumbnails``)."""
+
+MAX_THUMBNAIL_SIDE: Final = 512
+"""The longest side a stored thumbnail may have, in pixels."""
+
+_JPEG_MAGIC: Final = b"\xff\xd8\xff"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -148,6 +156,26 @@ class RegionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ThumbnailRecord:
+    """A small JPEG of the analysed image, for the dashboards (not for analysis: it is lossy and tiny)."""
+
+    jpeg: bytes = field(repr=False)
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.jpeg, bytes) or not self.jpeg.startswith(_JPEG_MAGIC):
+            raise ValueError("ThumbnailRecord.jpeg must be JPEG bytes")
+        if len(self.jpeg) > MAX_THUMBNAIL_BYTES:
+            raise ValueError(f"ThumbnailRecord: {len(self.jpeg)} bytes, the limit is {MAX_THUMBNAIL_BYTES}")
+        _check_size("ThumbnailRecord", self.width, self.height)
+        if max(self.width, self.height) > MAX_THUMBNAIL_SIDE:
+            raise ValueError(
+                f"ThumbnailRecord: {self.width}x{self.height} is not a thumbnail (longest side <= {MAX_THUMBNAIL_SIDE})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class PostRecord:
     """A social-media post as ingested; it links to its (normalised) image by SHA-256."""
 
@@ -161,6 +189,8 @@ class PostRecord:
     image_sha256: str
     width: int
     height: int
+    campaign: str | None = None
+    """The campaign it was collected for (an X rule's tag, a pushed post's field); ingest checks its form."""
 
     def __post_init__(self) -> None:
         _check_text("PostRecord.post_id", self.post_id, optional=False)
@@ -169,6 +199,9 @@ class PostRecord:
         _check_text(f"{what}.author", self.author, optional=True)
         _check_text(f"{what}.text", self.text, optional=True)
         _check_text(f"{what}.url", self.url, optional=True)
+        _check_text(f"{what}.campaign", self.campaign, optional=True)
+        if self.campaign == "":
+            raise ValueError(f"{what}.campaign must be None or non-empty")
         _check_aware(f"{what}.posted_at", self.posted_at, optional=True)
         _check_aware(f"{what}.ingested_at", self.ingested_at)
         _check_sha256(f"{what}.image_sha256", self.image_sha256)
@@ -195,6 +228,8 @@ class AnalysisRecord:
     unidentified: bool = False
     """The image shows a car but its best make is below the confidence the analysis asks for: its top-5 is kept
     (for a later, lower threshold) but brand share does not count it."""
+    thumbnail: ThumbnailRecord | None = None
+    """The image's thumbnail, written in the same transaction (kept once per image, whatever the mode)."""
 
     @property
     def confidence(self) -> float | None:
@@ -228,6 +263,8 @@ class AnalysisRecord:
         _check_top_k(what, self.brands)
         _check_unidentified(what, self.unidentified, self.brands)
         _check_aware(f"{what}.analyzed_at", self.analyzed_at)
+        if self.thumbnail is not None and not isinstance(self.thumbnail, ThumbnailRecord):
+            raise ValueError(f"{what}: thumbnail must be a ThumbnailRecord")
         d = self.duration_ms
         if not _is_number(d) or d < 0:
             raise ValueError(f"{what}: duration_ms must be a finite number >= 0, got {d!r}")

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     Text,
     UniqueConstraint,
@@ -102,6 +103,25 @@ class Post(Base):
     ingested_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime(), server_default=func.now())
     image_sha256: Mapped[str] = mapped_column(CHAR(64), ForeignKey("images.sha256"), index=True)
+    campaign: Mapped[str | None] = mapped_column(Text, index=True)
+    """The campaign the post was collected for: an X rule's tag, or the ``campaign`` of a pushed post."""
+
+
+class Thumbnail(Base):
+    """A small JPEG of an analysed image, for the dashboards; purged after the retention period, and with the
+    last post that showed its image (``purge_thumbnails``), or in cascade with the image row."""
+
+    __tablename__ = "thumbnails"
+    __table_args__ = (CheckConstraint("width > 0 AND height > 0", name="size"),)
+
+    image_sha256: Mapped[str] = mapped_column(
+        CHAR(64), ForeignKey("images.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    """When the image was analysed: retention counts from here."""
 
 
 class Analysis(Base):

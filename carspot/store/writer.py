@@ -1,9 +1,10 @@
 """Idempotent batch writes: one transaction per batch, so the worker can commit Kafka offsets after it.
 
 Every insert is ``INSERT ... ON CONFLICT DO NOTHING``, so replaying a batch after a crash (offsets not yet
-committed) changes nothing. Order: images, then analyses (``RETURNING`` tells which are new), then the regions
-and brand predictions of the new analyses only (an existing analysis is never rewritten), then posts. Rows
-are sent with executemany and sorted by key, so concurrent workers lock rows in the same order (no deadlock).
+committed) changes nothing. Order: images, then their thumbnails (the first one written stays), then analyses
+(``RETURNING`` tells which are new), then the regions and brand predictions of the new analyses only (an
+existing analysis is never rewritten), then posts. Rows are sent with executemany and sorted by key, so
+concurrent workers lock rows in the same order (no deadlock).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _POSTS: Table = Base.metadata.tables["posts"]
 _ANALYSES: Table = Base.metadata.tables["analyses"]
 _REGIONS: Table = Base.metadata.tables["regions"]
 _BRANDS: Table = Base.metadata.tables["brand_predictions"]
+_THUMBNAILS: Table = Base.metadata.tables["thumbnails"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class AnalysisStore:
             conn.begin(),
         ):
             self._write_images(conn, images)
+            self._write_thumbnails(conn, unique_analyses)
             new_ids = self._write_analyses(conn, unique_analyses)
             self._write_children(conn, unique_analyses, new_ids)
             posts_inserted = self._write_posts(conn, unique_posts)
@@ -95,6 +98,25 @@ class AnalysisStore:
                 index_elements=["sha256"], set_={"width": stmt.excluded.width, "height": stmt.excluded.height}
             )
             conn.execute(stmt, analysed)
+
+    def _write_thumbnails(self, conn: Connection, analyses: dict[_AnalysisKey, AnalysisRecord]) -> None:
+        """One thumbnail per image, the first analysis's; an image that has one already keeps it."""
+        rows: dict[str, dict[str, Any]] = {}
+        for _, a in sorted(analyses.items()):
+            if a.thumbnail is not None:
+                rows.setdefault(
+                    a.image_sha256,
+                    {
+                        "image_sha256": a.image_sha256,
+                        "jpeg": a.thumbnail.jpeg,
+                        "width": a.thumbnail.width,
+                        "height": a.thumbnail.height,
+                        "created_at": a.analyzed_at,
+                    },
+                )
+        if rows:
+            stmt = self._insert(_THUMBNAILS).on_conflict_do_nothing(index_elements=["image_sha256"])
+            conn.execute(stmt, [rows[sha] for sha in sorted(rows)])
 
     def _write_analyses(
         self, conn: Connection, analyses: dict[_AnalysisKey, AnalysisRecord]
@@ -178,6 +200,7 @@ class AnalysisStore:
                 "posted_at": p.posted_at,
                 "ingested_at": p.ingested_at,
                 "image_sha256": p.image_sha256,
+                "campaign": p.campaign,
             }
             for _, p in sorted(posts.items())
         ]

@@ -70,7 +70,7 @@ def test_an_unidentified_car_is_counted_apart_and_not_in_the_brand_share(engine:
     assert re.search(r"Unidentified cars</div><div class=\"kpi-value\">1<", page)
     assert re.search(r"Images with a brand</div><div class=\"kpi-value\">1<", page)
     share = page[page.index('<table class="share">') : page.index("</table>", page.index('<table class="share">'))]
-    assert list(re.findall(r'<td class="make">([^<]+)</td>', share)) == ["volvo", "saab"]
+    assert list(re.findall(r'<td class="make"><a href="brands/[^"]+">([^<]+)</a></td>', share)) == ["volvo", "saab"]
     summary = client.get("/api/summary").json()["last_24h"]
     assert (summary["images_with_brand"], summary["unidentified"], summary["cars"]) == (1, 1, 2)
 
@@ -81,7 +81,11 @@ def test_page_with_brand_data_shows_the_share(engine: Engine, client: TestClient
     assert "No brand predictions" not in page
     share = page[page.index('<table class="share">') : page.index("</table>", page.index('<table class="share">'))]
     # saab and volvo are rank 1 once each: 50.0% each, saab and volvo both in two top-5s, audi in one.
-    assert list(re.findall(r'<td class="make">([^<]+)</td>', share)) == ["saab", "volvo", "audi"]
+    assert list(re.findall(r'<td class="make"><a href="brands/[^"]+">([^<]+)</a></td>', share)) == [
+        "saab",
+        "volvo",
+        "audi",
+    ]
     assert share.count('<td class="num strong">50.0%</td>') == 2
     assert '<a href="?window=24h" class="active">' in page
 

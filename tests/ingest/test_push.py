@@ -96,6 +96,12 @@ def test_multipart_upload_is_accepted_once_submitted(client: TestClient, sink: M
     assert post.image is not None and post.posted_at is not None
 
 
+def test_the_campaign_field_travels_with_the_post(client: TestClient, sink: MemorySink) -> None:
+    assert upload(client, JPEG, post_id="c1", campaign="spring-2026").status_code == 202  # type: ignore[attr-defined]
+    assert upload(client, JPEG, post_id="c2").status_code == 202  # type: ignore[attr-defined]
+    assert [(p.post_id, p.campaign) for p in sink.posts] == [("http:c1", "spring-2026"), ("http:c2", None)]
+
+
 def test_json_with_image_url_is_fetched_safely(client: TestClient, sink: MemorySink, server: LocalServer) -> None:
     url = server.serve("/car.jpg", JPEG)
     response = client.post("/v1/posts", headers=AUTH, json={"post_id": "j1", "image_url": url, "text": "hi"})
@@ -146,6 +152,9 @@ def test_chunked_body_over_the_limit_is_413_without_content_length(client: TestC
         ({"image_url": "http://a.test/x.jpg", "posted_at": "2026-05-01T10:00:00"}, "posted_at"),
         ({"image_url": "http://a.test/x.jpg", "post_id": "has space"}, "post_id"),
         ({"image_url": "http://a.test/x.jpg", "colour": "red"}, "colour"),
+        ({"image_url": "http://a.test/x.jpg", "campaign": "spring launch"}, "campaign"),
+        ({"image_url": "http://a.test/x.jpg", "campaign": "x" * 65}, "campaign"),
+        ({"image_url": "http://a.test/x.jpg", "campaign": "-leading-dash"}, "campaign"),
     ],
 )
 def test_invalid_json_fields_are_422_with_a_reason(client: TestClient, payload: dict[str, str], fragment: str) -> None:

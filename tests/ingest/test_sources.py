@@ -237,6 +237,21 @@ def test_jsonl_broken_lines_become_broken_records_and_the_run_goes_on(tmp_path: 
     assert "posted_at" in by_id["when-word"].reason and "URL" in by_id["url-image"].reason
 
 
+def test_jsonl_campaign_is_read_and_an_invalid_one_is_a_broken_record(tmp_path: Path) -> None:
+    jsonl = write_jsonl(
+        tmp_path / "posts.jsonl",
+        [
+            {"post_id": "c-1", "image": "a.jpg", "campaign": "spring-2026"},
+            {"post_id": "c-2", "image": "a.jpg", "campaign": "not valid!"},
+            {"post_id": "c-3", "image": "a.jpg"},
+        ],
+    )
+    items = list(JsonlSource(jsonl, max_bytes=MIB))
+    assert [(i.post_id, i.campaign) for i in items if isinstance(i, RawPost)] == [("c-1", "spring-2026"), ("c-3", None)]
+    [broken] = [i for i in items if isinstance(i, BrokenRecord)]
+    assert broken.post_id == "c-2" and "campaign" in broken.reason
+
+
 def test_jsonl_an_over_long_line_is_one_broken_record_and_does_not_hold_memory(tmp_path: Path) -> None:
     jsonl = tmp_path / "posts.jsonl"
     with jsonl.open("wb") as handle:

@@ -115,6 +115,29 @@ def test_rules_file_format() -> None:
         parse_rules("#a\n#a\n")
 
 
+@pytest.mark.parametrize("tag", ["two words", "-dash", "x" * 65, "a/b"])
+def test_a_rule_tag_that_is_not_a_valid_campaign_is_refused_with_its_line(tag: str) -> None:
+    with pytest.raises(ValueError, match="line 2: tag"):
+        parse_rules(f"#bmw has:images\n[{tag}] #toyota has:images\n")
+
+
+def test_stream_posts_carry_their_matching_rules_tag_as_campaign(fake: FakeX, fetcher: SafeFetcher) -> None:
+    tagged = fake.tweet(301)
+    tagged["matching_rules"] = [{"id": "9", "tag": "toyota"}, {"id": "8", "tag": "launch"}]
+    untagged = fake.tweet(302)
+    untagged["matching_rules"] = [{"id": "7"}]
+    fake.connections = [Connection([("tweet", tagged), ("tweet", untagged), ("hold",)])]
+    out, _stats = ingest(source(fake, fetcher), max_posts=2)
+    assert [(p.post_id, p.campaign) for p in out.posts] == [("x:301:3_301_0", "launch"), ("x:302:3_302_0", None)]
+
+
+def test_search_by_rules_tags_each_post_with_its_rules_campaign(fake: FakeX, fetcher: SafeFetcher) -> None:
+    fake.tweets = [fake.tweet(710)]
+    src = source(fake, fetcher, mode="search", rules=[XRule("#toyota has:images", "toyota")])
+    out, _stats = ingest(src, max_posts=1)
+    assert [(p.post_id, p.campaign) for p in out.posts] == [("x:710:3_710_0", "toyota")]
+
+
 def test_rules_sync_adds_missing_and_removes_stale(fake: FakeX) -> None:
     fake.rules = {
         "1": {"id": "1", "value": "#old has:images", "tag": "old"},

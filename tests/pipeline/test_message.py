@@ -1,6 +1,7 @@
 """The Post message: what goes on the wire comes back identical, and anything else is one DecodeError."""
 
 import hashlib
+import json
 import struct
 from datetime import UTC, datetime
 
@@ -33,6 +34,23 @@ def make_post(**overrides: object) -> Post:
 def test_round_trip_keeps_every_field() -> None:
     post = make_post(mode="detector")
     assert Post.decode(post.encode()) == post
+
+
+def test_the_campaign_travels_and_an_older_message_without_it_still_decodes() -> None:
+    assert Post.decode(make_post(campaign="toyota").encode()).campaign == "toyota"
+    plain = make_post()
+    data = plain.encode()
+    (size,) = struct.unpack_from(">I", data, 4)
+    header = json.loads(data[8 : 8 + size])
+    del header["campaign"]  # what a producer from before campaigns sent
+    raw = json.dumps(header).encode()
+    old = data[:4] + struct.pack(">I", len(raw)) + raw + data[8 + size :]
+    assert Post.decode(old) == plain
+
+
+def test_an_invalid_campaign_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="campaign"):
+        make_post(campaign="two words")
 
 
 def test_a_link_post_travels_without_image_bytes() -> None:
