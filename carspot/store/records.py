@@ -147,6 +147,23 @@ class RegionRecord:
         _check_unidentified(what, self.unidentified, self.brands)
 
 
+MENTION_VIA: Final = frozenset({"handle", "hashtag", "name", "model"})
+
+
+@dataclass(frozen=True, slots=True)
+class MentionRecord:
+    """A make the post's text names, and how (``handle``, ``hashtag``, ``name`` or ``model``)."""
+
+    make: str
+    via: str
+
+    def __post_init__(self) -> None:
+        _check_text("MentionRecord.make", self.make, optional=False)
+        if self.via not in MENTION_VIA:
+            allowed = sorted(MENTION_VIA)
+            raise ValueError(f"MentionRecord({self.make!r}): via must be one of {allowed}, got {self.via!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class PostRecord:
     """A social-media post as ingested; it links to its (normalised) image by SHA-256."""
@@ -161,6 +178,8 @@ class PostRecord:
     image_sha256: str
     width: int
     height: int
+    mentions: tuple[MentionRecord, ...] = ()
+    """The makes its text names (stored with the post, in the same transaction)."""
 
     def __post_init__(self) -> None:
         _check_text("PostRecord.post_id", self.post_id, optional=False)
@@ -173,6 +192,12 @@ class PostRecord:
         _check_aware(f"{what}.ingested_at", self.ingested_at)
         _check_sha256(f"{what}.image_sha256", self.image_sha256)
         _check_size(what, self.width, self.height)
+        object.__setattr__(self, "mentions", tuple(self.mentions))
+        if not all(isinstance(m, MentionRecord) for m in self.mentions):
+            raise ValueError(f"{what}: mentions must be MentionRecord instances")
+        named = [m.make for m in self.mentions]
+        if len(set(named)) != len(named):
+            raise ValueError(f"{what}: a make is mentioned twice: {named}")
 
 
 @dataclass(frozen=True, slots=True)
