@@ -27,6 +27,7 @@ from carspot.pipeline.app import (
 from carspot.pipeline.ingesting import SinkEmitter
 from carspot.pipeline.inprocess import FileDeadLetterSink, InProcessQueue
 from carspot.pipeline.lifecycle import install_stop_handlers
+from carspot.pipeline.mentioning import mention_finder
 from carspot.pipeline.message import Post
 from carspot.pipeline.settings import Settings
 from carspot.pipeline.worker import Worker, WorkerStats
@@ -95,6 +96,7 @@ def run_embedded(
         analysis_batch_images=settings.analysis_batch_images,
         poll_timeout_s=0.2,
         max_original_bytes=settings.dlq_max_original_bytes,
+        find_mentions=mention_finder(),
     )
     stopping = threading.Event()
 

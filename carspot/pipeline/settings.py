@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     marked `unidentified`, and brand share does not count it (the dashboard counts it apart); 0 marks none. Chosen
     on `carspot evaluate`'s coverage / accuracy curve as the threshold that maximises right minus wrong brands
     counted per car image on both held-out sets (docs/benchmarks.md, 2026-12-06)."""
+    rank_text_mentions: bool = True
+    """A make the post's text names (hashtag, handle, brand or model name) that is in the image's top-5 counts as
+    the image's make in brand share, the dashboard and reports (docs/mentions.md); false: the classifier's rank 1."""
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     """The weights' expected sha256, checked at load."""

@@ -511,3 +511,36 @@ def mention_counts(
         for m in set(seen) | set(named)
     ]
     return sorted(out, key=lambda c: (-c.seen, -c.named, c.make))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCount:
+    """Posts ingested from one source (``x``, ``folder``, ``push``…) and the distinct images they showed."""
+
+    source: str
+    posts: int
+    images: int
+
+
+def source_counts(session_or_engine: Bind, *, since: datetime, until: datetime) -> list[SourceCount]:
+    """Per source, the posts ingested in ``[since, until)``, most posts first."""
+    _check_window(since, until)
+    stmt = (
+        select(Post.source, func.count(), func.count(distinct(Post.image_sha256)))
+        .where(Post.ingested_at >= since, Post.ingested_at < until)
+        .group_by(Post.source)
+    )
+    with _session(session_or_engine) as s:
+        rows = [SourceCount(source=str(src), posts=int(n), images=int(i)) for src, n, i in s.execute(stmt)]
+    return sorted(rows, key=lambda r: (-r.posts, r.source))
+
+
+def model_versions(session_or_engine: Bind, *, since: datetime, until: datetime, mode: str | None = None) -> list[str]:
+    """The model versions of the analyses made in ``[since, until)``, sorted."""
+    _check_window(since, until)
+    _check_mode(mode)
+    stmt = select(Analysis.model_version).where(Analysis.analyzed_at >= since, Analysis.analyzed_at < until)
+    if mode is not None:
+        stmt = stmt.where(Analysis.mode == mode)
+    with _session(session_or_engine) as s:
+        return sorted({str(v) for v in s.execute(stmt.distinct()).scalars()})
