@@ -12,6 +12,7 @@ from carspot.cli import (
     ingesting,
     models,
     operations,
+    privacy,
     running,
     scenes,
     services,
@@ -35,6 +36,7 @@ app.add_typer(scenes.app, name="scenes")
 app.add_typer(dashboards.app)
 app.add_typer(operations.app)
 app.add_typer(users.app, name="users")
+app.add_typer(privacy.app)
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ def worker(
     from carspot.pipeline.app import load_analysis, open_store
     from carspot.pipeline.kafka_io import KafkaBatchOutcome, KafkaPostSource
     from carspot.pipeline.lifecycle import install_stop_handlers
-    from carspot.pipeline.metrics import MetricsPortTaken, exported_worker
     from carspot.pipeline.mentioning import mention_finder
+    from carspot.pipeline.metrics import MetricsPortTaken, exported_worker
     from carspot.pipeline.worker import Worker
     from carspot.store.migrate import current_revision
 

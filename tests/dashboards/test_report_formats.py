@@ -82,3 +82,27 @@ def test_pdf_renders_to_a_non_blank_page(engine: Engine, tmp_path: Path) -> None
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Model version(s): brands-v1, brands-v2" in text
     assert "unidentified cars" in text
+
+
+def test_the_dashboard_serves_every_format(engine: Engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from carspot.dashboards.web import create_app
+
+    fill_week(engine)
+    client = TestClient(create_app(engine=engine, clock=lambda: NOW))
+    expected = {
+        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pdf": "application/pdf",
+        "zip": "application/zip",
+        "json": "application/json",
+    }
+    for ext, media in expected.items():
+        response = client.get(f"/reports/weekly.{ext}?week={WEEK}")
+        assert response.status_code == 200, ext
+        assert response.headers["content-type"].startswith(media)
+        assert f"carspot-weekly-{WEEK}.{ext}" in response.headers["content-disposition"]
+    assert client.get("/reports/weekly.xlsx?week=2026-W99").status_code == 422
+    mentions = client.get("/api/mentions?since=2026-11-16&until=2026-11-23").json()
+    assert mentions["rank_text_mentions"] is True
+    assert all({"seen_in_picture", "named_in_text", "both"} <= set(m) for m in mentions["makes"])
