@@ -48,7 +48,9 @@ def to_pdf(report: WeeklyReport) -> bytes:
             ax.text(0.5, y, f"{r['share_change_points']:+.1f} pts", va="center", fontsize=7, color="white")
     else:
         ax.text(0.5, 0.5, "no identified car this week", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("share of images with a brand, % (bars: 95 % Wilson interval; label: change on the week before)")
+    ax.set_xlabel(
+        "share of images with a brand, %\n(whiskers: 95 % Wilson interval; label: change on the week before, points)"
+    )
     ax.set_title("Top makes", loc="left", fontsize=11)
 
     ax2 = fig.add_axes((0.1, 0.3, 0.84, 0.2))
@@ -67,12 +69,12 @@ def to_pdf(report: WeeklyReport) -> bytes:
     mentioned = sorted(
         (r for r in report.brand_rows() if r["posts_named_in_text"]), key=lambda r: -r["posts_named_in_text"]
     )
-    fig.text(0.06, 0.24, "Named in the text (posts): named · also seen in the picture", fontsize=11)
+    fig.text(0.06, 0.24, "Named in the text: posts · also seen", fontsize=11)
     text = "\n".join(f"{r['make']}: {r['posts_named_in_text']} · {r['posts_both']}" for r in mentioned[:8]) or "none"
     fig.text(0.06, 0.225, text, fontsize=8, va="top", family="monospace")
     sources = "\n".join(f"{s.source}: {s.posts} posts, {s.images} images" for s in report.sources[:8]) or "none"
-    fig.text(0.55, 0.24, "Sources", fontsize=11)
-    fig.text(0.55, 0.225, sources, fontsize=8, va="top", family="monospace")
+    fig.text(0.6, 0.24, "Sources", fontsize=11)
+    fig.text(0.6, 0.225, sources, fontsize=8, va="top", family="monospace")
     fig.text(0.06, 0.03, f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC by CarSpot.", fontsize=7, color="#6b7280")
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Title": f"CarSpot weekly {report.week}"})
