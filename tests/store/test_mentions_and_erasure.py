@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from carspot.store.erasure import FORGOTTEN_PREFIX, erasure_log, forget_posts
 from carspot.store.queries import brand_share, counts, daily_counts, mention_counts
@@ -107,3 +107,20 @@ def test_forgetting_again_finds_nothing_and_is_still_logged(engine: Engine) -> N
     again = forget_posts(engine, ["p2"], requested_by="ops", now=T0 + timedelta(hours=1))
     assert (again.erased, again.missing) == (0, ("p2",))
     assert [e.posts_erased for e in erasure_log(engine)] == [1, 0]
+
+
+def test_forget_deletes_the_posts_thumbnails_when_the_store_keeps_them(engine: Engine) -> None:
+    _store(engine)
+    with engine.begin() as conn:  # the pictures branch's table, as far as forget needs it: a post id and bytes
+        conn.execute(
+            text(
+                "CREATE TABLE thumbnails (post_id TEXT PRIMARY KEY, jpeg BYTEA)".replace(
+                    "BYTEA", "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+                )
+            )
+        )
+        conn.execute(text("INSERT INTO thumbnails (post_id) VALUES ('p1'), ('p2')"))
+    result = forget_posts(engine, ["p1"], requested_by="ops", now=T0)
+    assert result.thumbnails_deleted == 1
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.execute(text("SELECT post_id FROM thumbnails"))] == ["p2"]
