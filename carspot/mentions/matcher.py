@@ -20,137 +20,33 @@ from carspot.mentions.aliases import Alias, AliasTable, Kind, normalise
 
 _TOKEN: Final = re.compile(r"([#@])(\w+)|([a-z0-9]+)")
 
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 CAR_WORDS: Final = frozenset(
-    [
-        "car",
-        "cars",
-        "auto",
-        "autos",
-        "automobile",
-        "automotive",
-        "drive",
-        "drives",
-        "driving",
-        "drove",
-        "driven",
-        "driver",
-        "ride",
-        "rides",
-        "engine",
-        "engines",
-        "horsepower",
-        "hp",
-        "bhp",
-        "torque",
-        "mpg",
-        "mph",
-        "kmh",
-        "dealer",
-        "dealership",
-        "showroom",
-        "vehicle",
-        "vehicles",
-        "suv",
-        "suvs",
-        "sedan",
-        "saloon",
-        "coupe",
-        "convertible",
-        "cabriolet",
-        "roadster",
-        "hatchback",
-        "hatch",
-        "wagon",
-        "pickup",
-        "truck",
-        "trucks",
-        "4x4",
-        "awd",
-        "4wd",
-        "v6",
-        "v8",
-        "v10",
-        "v12",
-        "turbo",
-        "supercar",
-        "supercars",
-        "hypercar",
-        "motor",
-        "motors",
-        "garage",
-        "parked",
-        "parking",
-        "wheels",
-        "rims",
-        "exhaust",
-        "gearbox",
-        "petrolhead",
-        "carspotting",
-        "carsofinstagram",
-        "carporn",
-        "cargram",
-        "carlifestyle",
-        "carshow",
-        "carmeet",
-        "roadtrip",
-        "testdrive",
-        "lease",
-        "tyres",
-        "tires",
-        "headlights",
-        "bumper",
-        "hood",
-        "bonnet",
-        "trunk",
-    ]
+    _words(
+        """
+    car cars auto autos automobile automotive drive drives driving drove driven driver ride rides engine engines
+    horsepower hp bhp torque mpg mph kmh dealer dealership showroom vehicle vehicles suv suvs sedan saloon coupe
+    convertible cabriolet roadster hatchback hatch wagon pickup truck trucks 4x4 awd 4wd v6 v8 v10 v12 turbo
+    supercar supercars hypercar motor motors garage parked parking wheels rims exhaust gearbox petrolhead
+    carspotting carsofinstagram carporn cargram carlifestyle carshow carmeet roadtrip testdrive lease tyres tires
+    headlights bumper hood bonnet trunk
+    """
+    )
 )
 """Words that make a post about cars, so that its weak aliases count (normalised, whole words or hashtags)."""
 
 SUFFIXES: Final = frozenset(
-    [
-        "club",
-        "clubs",
-        "love",
-        "lover",
-        "lovers",
-        "life",
-        "lifestyle",
-        "gram",
-        "nation",
-        "family",
-        "fam",
-        "owners",
-        "owner",
-        "official",
-        "sport",
-        "sports",
-        "usa",
-        "uk",
-        "de",
-        "fr",
-        "it",
-        "jp",
-        "japan",
-        "daily",
-        "gang",
-        "world",
-        "squad",
-        "community",
-        "tuning",
-        "style",
-        "power",
-        "team",
-        "racing",
-        "motorsport",
-        "performance",
-        "fans",
-        "nation",
-        "addict",
-        "addicts",
-        "spotting",
-        "spotted",
-        "photography",
-    ]
+    _words(
+        """
+    club clubs love lover lovers life lifestyle gram nation family fam owners owner official sport sports usa uk
+    de fr it jp japan daily gang world squad community tuning style power team racing motorsport performance fans
+    nation addict addicts spotting spotted photography
+    """
+    )
 )
 """What may follow a brand name in one hashtag or handle: ``#bmwlife``, ``@ToyotaUSA``."""
 
