@@ -344,7 +344,8 @@ def weekly_report(
             )
             mentions = mention_counts(conn, since=since, until=until, mode=mode, rank_text_mentions=ranked)
             sources = source_counts(conn, since=since, until=until)
-            versions = model_versions(conn, since=since, until=until, mode=mode)
+            uses = model_versions(conn, since=since, until=until)
+            versions = sorted({u.model_version for u in uses if mode is None or u.mode == mode})
             unidentified = unidentified_images(conn, since=since, until=until, mode=mode)
     except ValueError as exc:  # the queries' own argument checks (an unknown mode)
         raise ReportError(str(exc)) from None

@@ -533,14 +533,3 @@ def source_counts(session_or_engine: Bind, *, since: datetime, until: datetime) 
     with _session(session_or_engine) as s:
         rows = [SourceCount(source=str(src), posts=int(n), images=int(i)) for src, n, i in s.execute(stmt)]
     return sorted(rows, key=lambda r: (-r.posts, r.source))
-
-
-def model_versions(session_or_engine: Bind, *, since: datetime, until: datetime, mode: str | None = None) -> list[str]:
-    """The model versions of the analyses made in ``[since, until)``, sorted."""
-    _check_window(since, until)
-    _check_mode(mode)
-    stmt = select(Analysis.model_version).where(Analysis.analyzed_at >= since, Analysis.analyzed_at < until)
-    if mode is not None:
-        stmt = stmt.where(Analysis.mode == mode)
-    with _session(session_or_engine) as s:
-        return sorted({str(v) for v in s.execute(stmt.distinct()).scalars()})
