@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from carspot.cli.common import current_settings
+from carspot.cli.common import database_url
 
 app = typer.Typer()
 
@@ -23,7 +23,7 @@ def forget(
     from carspot.store.engine import create_engine_for
     from carspot.store.erasure import forget_posts
 
-    engine = create_engine_for(current_settings().resolved_database_url)
+    engine = create_engine_for(database_url())
     try:
         result = forget_posts(engine, post_ids, requested_by=by or getpass.getuser(), now=datetime.now(UTC))
     finally:

@@ -8,11 +8,13 @@ import io
 import json
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import openpyxl
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine
 
@@ -84,13 +86,10 @@ def test_pdf_renders_to_a_non_blank_page(engine: Engine, tmp_path: Path) -> None
     assert "unidentified cars" in text
 
 
-def test_the_dashboard_serves_every_format(engine: Engine) -> None:
-    from fastapi.testclient import TestClient
-
-    from carspot.dashboards.web import create_app
-
+def test_the_dashboard_serves_every_format(engine: Engine, make_client: Callable[..., TestClient]) -> None:
     fill_week(engine)
-    client = TestClient(create_app(engine=engine, clock=lambda: NOW))
+    client = make_client(engine, role="viewer")
+    assert make_client(engine, signed_in=False).get(f"/reports/weekly.xlsx?week={WEEK}").status_code in (303, 401)
     expected = {
         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         "pdf": "application/pdf",
