@@ -53,6 +53,7 @@ def dashboard(
             refresh_seconds=refresh,
             on_request=lambda route, code, seconds: metrics.request(route=route, code=code, seconds=seconds),
             auth=auth,
+            rank_text_mentions=s.rank_text_mentions,
         )
     finally:
         engine.dispose()
@@ -77,26 +78,39 @@ def _say_who_can_sign_in(engine: Engine) -> None:
         typer.echo("note: no admin among the users (`carspot users add NAME --role admin`)", err=True)
 
 
+FORMATS = ("csv", "json", "xlsx", "pdf")
+
+
 @report.command("weekly")
 def report_weekly(
     week: Annotated[str | None, typer.Option(help="ISO week, e.g. 2026-W47; default: the last complete week.")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="csv, json, xlsx or pdf")] = "csv",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write: a file (json, xlsx, pdf; default stdout for json), a folder or a .zip for csv "
+            "(one file per table; default a folder named like the report)."
+        ),
+    ] = None,
     mode: Annotated[str | None, typer.Option(help="Only analyses of this mode.")] = None,
 ) -> None:
-    """The weekly brand report: per make images, share and top-5 mentions, per-day counts, totals."""
+    """The weekly brand report: share with its 95 % interval and weekly change, text mentions, daily counts,
+    sources, model version(s) and the share of unidentified cars."""
     from datetime import UTC, datetime
 
     from carspot.dashboards.report import ReportError, weekly_report
     from carspot.store.engine import create_engine_for
 
-    if output_format not in ("csv", "json"):
-        raise typer.BadParameter("--format must be csv or json")
+    if output_format not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
     from sqlalchemy.exc import SQLAlchemyError
 
+    settings = current_settings()
     engine = create_engine_for(database_url())
     try:
-        report = weekly_report(engine, week=week, now=datetime.now(UTC), mode=mode)
+        report = weekly_report(
+            engine, week=week, now=datetime.now(UTC), mode=mode, rank_text_mentions=settings.rank_text_mentions
+        )
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -105,9 +119,28 @@ def report_weekly(
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()
-    text = report.to_csv() if output_format == "csv" else report.to_json()
-    if output is None:
-        typer.echo(text, nl=False)
+    if output_format == "json" and output is None:
+        typer.echo(report.to_json(), nl=False)
+        return
+    if output_format == "csv":
+        target = output or Path(report.filename_stem)
+        if target.suffix == ".zip":
+            target.write_bytes(report.to_zip())
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            for name, text in report.csv_tables().items():
+                (target / name).write_text(text, encoding="utf-8", newline="")
+        typer.echo(f"wrote {target}", err=True)
+        return
+    target = output or Path(f"{report.filename_stem}.{output_format}")
+    if output_format == "json":
+        target.write_text(report.to_json(), encoding="utf-8")
+    elif output_format == "xlsx":
+        from carspot.dashboards.report_xlsx import to_xlsx
+
+        target.write_bytes(to_xlsx(report))
     else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
+        from carspot.dashboards.report_pdf import to_pdf
+
+        target.write_bytes(to_pdf(report))
+    typer.echo(f"wrote {target}", err=True)

@@ -13,6 +13,7 @@ from carspot.cli import (
     models,
     operations,
     pictures,
+    privacy,
     running,
     scenes,
     services,
@@ -37,6 +38,7 @@ app.add_typer(dashboards.app)
 app.add_typer(operations.app)
 app.add_typer(users.app, name="users")
 app.add_typer(pictures.app, name="thumbnails")
+app.add_typer(privacy.app)
 
 
 def main() -> None:

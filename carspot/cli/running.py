@@ -23,6 +23,7 @@ def worker(
     from carspot.pipeline.app import load_analysis, open_store
     from carspot.pipeline.kafka_io import KafkaBatchOutcome, KafkaPostSource
     from carspot.pipeline.lifecycle import install_stop_handlers
+    from carspot.pipeline.mentioning import mention_finder
     from carspot.pipeline.metrics import MetricsPortTaken, exported_worker
     from carspot.pipeline.worker import Worker
     from carspot.store.migrate import current_revision
@@ -61,6 +62,7 @@ def worker(
         analysis_batch_images=s.analysis_batch_images,
         metrics=metrics,
         partition_lag=source.lags,
+        find_mentions=mention_finder(),
     )
     install_stop_handlers(the_worker.stop)
     try:

@@ -1,4 +1,5 @@
-"""The analysts' weekly export: brand share and daily activity for one ISO week, as CSV or JSON.
+"""The analysts' weekly export: brand share and daily activity for one ISO week (CSV, JSON; XLSX and PDF in
+:mod:`.report_xlsx` and :mod:`.report_pdf`, from the same :meth:`WeeklyReport.tables`).
 
 A week is an ISO 8601 week (``2026-W47``), Monday 00:00 UTC to the next Monday 00:00 UTC, half-open like the
 store's windows. Without a week, the report covers the last *complete* week before ``now``. The numbers come
@@ -12,6 +13,13 @@ only from :mod:`carspot.store.queries`, so the report, the dashboard and the JSO
   An image re-analysed on two days counts on each of them in ``images_analyzed``.
 
 Makes are listed by rank-1 images, then top-5 mentions, then name; days in calendar order.
+
+Besides (issue 26): each make's 95 % Wilson interval of its share, its share the week before and the change in
+percentage points, the posts whose text names it and those whose picture shows it too; posts per source; the model
+version(s) of the week's analyses and the share of unidentified cars (images with a car but no confident make,
+of all images with a car). With ``rank_text_mentions`` an image counts for the make of its top-5 that its post's
+text names (docs/mentions.md). ``to_csv`` is the old one-table export, kept for existing consumers;
+``csv_tables`` / ``to_zip`` give one CSV per table.
 """
 
 from __future__ import annotations
@@ -19,14 +27,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Engine
 
-from carspot.store.queries import BrandShare, DailyCount, brand_share, daily_counts
+from carspot.store.queries import (
+    BrandShare,
+    DailyCount,
+    MentionCount,
+    SourceCount,
+    brand_share,
+    daily_counts,
+    mention_counts,
+    model_versions,
+    source_counts,
+    unidentified_images,
+)
 
 _WEEK: Final = re.compile(r"(\d{4})-W(\d{2})")
 CSV_COLUMNS: Final = (
@@ -43,6 +64,24 @@ CSV_COLUMNS: Final = (
 """One flat table: ``section`` is ``make``, ``day`` or ``total``; cells that do not apply are empty."""
 
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
+Z_95: Final = 1.959963984540054
+"""The two-sided 95 % normal quantile of the Wilson interval."""
+Cell = str | int | float | None
+Table = tuple[tuple[str, ...], list[tuple[Cell, ...]]]
+"""A header and its rows: what CSV files, XLSX sheets and the PDF are made from."""
+
+
+def wilson_interval(successes: int, trials: int, *, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (sound at 0, 1 and small counts); (0, 0) without trials."""
+    if trials <= 0:
+        return 0.0, 0.0
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in 0..{trials}, got {successes}")
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class ReportError(ValueError):
@@ -72,6 +111,107 @@ class WeeklyReport:
     makes: tuple[BrandShare, ...]
     days: tuple[DailyCount, ...]
     totals: WeekTotals
+    previous: tuple[BrandShare, ...] = ()
+    """The week before's brand share, for the change."""
+    mentions: tuple[MentionCount, ...] = ()
+    sources: tuple[SourceCount, ...] = ()
+    model_versions: tuple[str, ...] = ()
+    unidentified: int = 0
+    rank_text_mentions: bool = False
+
+    @property
+    def unidentified_share(self) -> float:
+        """Unidentified cars among the images with a car (identified or not)."""
+        cars = self.totals.images_with_brand + self.unidentified
+        return self.unidentified / cars if cars else 0.0
+
+    def brand_rows(self) -> list[dict[str, Any]]:
+        """Per make (the week's makes, then makes named in the text only): share, interval, change, mentions."""
+        total = self.totals.images_with_brand
+        before = {m.make: m for m in self.previous}
+        named = {m.make: m for m in self.mentions}
+        rows = []
+        listed = [m.make for m in self.makes]
+        extra = sorted((m for m in self.mentions if m.make not in set(listed)), key=lambda m: (-m.named, m.make))
+        shares = {m.make: m for m in self.makes}
+        for make in listed + [m.make for m in extra]:
+            share = shares.get(make)
+            images = share.images if share else 0
+            low, high = wilson_interval(images, total)
+            prev = before.get(make)
+            prev_share = prev.share if prev else 0.0
+            mention = named.get(make)
+            rows.append(
+                {
+                    "make": make,
+                    "images": images,
+                    "share": round(share.share if share else 0.0, 6),
+                    "share_low_95": round(low, 6),
+                    "share_high_95": round(high, 6),
+                    "previous_images": prev.images if prev else 0,
+                    "previous_share": round(prev_share, 6),
+                    "share_change_points": round(100 * ((share.share if share else 0.0) - prev_share), 4),
+                    "top5_images": share.top5_images if share else 0,
+                    "posts_seen": mention.seen if mention else 0,
+                    "posts_named_in_text": mention.named if mention else 0,
+                    "posts_both": mention.both if mention else 0,
+                }
+            )
+        return rows
+
+    def tables(self) -> dict[str, Table]:
+        """The report as tables: ``summary``, ``brands``, ``daily`` and ``sources`` (campaigns are grouped by source
+        until posts carry a campaign)."""
+        t = self.totals
+        summary: list[tuple[Cell, ...]] = [
+            ("week", self.week),
+            ("since", self.since.isoformat()),
+            ("until", self.until.isoformat()),
+            ("complete", "yes" if self.complete else "no"),
+            ("mode", self.mode or "all"),
+            ("model versions", ", ".join(self.model_versions) or "none"),
+            ("text mentions rank first", "yes" if self.rank_text_mentions else "no"),
+            ("posts", t.posts),
+            ("images analysed", t.images_analyzed),
+            ("cars", t.cars),
+            ("images with a brand", t.images_with_brand),
+            ("unidentified cars", self.unidentified),
+            ("unidentified share", round(self.unidentified_share, 6)),
+            ("generated at", self.generated_at.isoformat()),
+        ]
+        rows = self.brand_rows()
+        brand_columns = tuple(rows[0]) if rows else BRAND_COLUMNS
+        brands = [tuple(_cell(v) if k == "make" else v for k, v in r.items()) for r in rows]
+        daily: list[tuple[Cell, ...]] = [
+            (d.day.isoformat(), d.posts, d.images_analyzed, d.cars, d.unidentified) for d in self.days
+        ]
+        sources: list[tuple[Cell, ...]] = [(_cell(s.source), s.posts, s.images) for s in self.sources]
+        return {
+            "summary": (("item", "value"), summary),
+            "brands": (brand_columns, brands),
+            "daily": (("day", "posts", "images_analyzed", "cars", "unidentified"), daily),
+            "sources": (("source", "posts", "images"), sources),
+        }
+
+    def csv_tables(self) -> dict[str, str]:
+        """One CSV text per table, by file name (``summary.csv``…), RFC 4180 with CRLF line ends."""
+        out = {}
+        for name, (header, rows) in self.tables().items():
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+            out[f"{name}.csv"] = buf.getvalue()
+        return out
+
+    def to_zip(self) -> bytes:
+        """The CSV tables in one zip, in a folder named like the report."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, text in self.csv_tables().items():
+                info = zipfile.ZipInfo(f"{self.filename_stem}/{name}", date_time=(1980, 1, 1, 0, 0, 0))
+                archive.writestr(info, text.encode("utf-8"), compress_type=zipfile.ZIP_DEFLATED)
+        return buf.getvalue()
 
     @property
     def filename_stem(self) -> str:
@@ -86,18 +226,26 @@ class WeeklyReport:
             "complete": self.complete,
             "mode": self.mode,
             "generated_at": self.generated_at.isoformat(),
+            "model_versions": list(self.model_versions),
+            "rank_text_mentions": self.rank_text_mentions,
             "totals": {
                 "posts": self.totals.posts,
                 "images_analyzed": self.totals.images_analyzed,
                 "cars": self.totals.cars,
                 "images_with_brand": self.totals.images_with_brand,
             },
-            "makes": [
-                {"make": m.make, "images": m.images, "share": round(m.share, 6), "top5_images": m.top5_images}
-                for m in self.makes
-            ],
+            "unidentified": self.unidentified,
+            "unidentified_share": round(self.unidentified_share, 6),
+            "makes": self.brand_rows(),
+            "sources": [{"source": s.source, "posts": s.posts, "images": s.images} for s in self.sources],
             "days": [
-                {"day": d.day.isoformat(), "posts": d.posts, "images_analyzed": d.images_analyzed, "cars": d.cars}
+                {
+                    "day": d.day.isoformat(),
+                    "posts": d.posts,
+                    "images_analyzed": d.images_analyzed,
+                    "cars": d.cars,
+                    "unidentified": d.unidentified,
+                }
                 for d in self.days
             ],
         }
@@ -118,6 +266,22 @@ class WeeklyReport:
         share = "1.000000" if t.images_with_brand else "0.000000"
         writer.writerow([self.week, "total", "all", t.images_with_brand, share, "", t.posts, t.images_analyzed, t.cars])
         return buf.getvalue()
+
+
+BRAND_COLUMNS: Final = (
+    "make",
+    "images",
+    "share",
+    "share_low_95",
+    "share_high_95",
+    "previous_images",
+    "previous_share",
+    "share_change_points",
+    "top5_images",
+    "posts_seen",
+    "posts_named_in_text",
+    "posts_both",
+)
 
 
 def _cell(text: str) -> str:
@@ -155,7 +319,9 @@ def last_complete_week(now: datetime) -> str:
     return format_week(now.astimezone(UTC).date() - timedelta(days=7))
 
 
-def weekly_report(engine: Engine, *, week: str | None, now: datetime, mode: str | None = None) -> WeeklyReport:
+def weekly_report(
+    engine: Engine, *, week: str | None, now: datetime, mode: str | None = None, rank_text_mentions: bool = False
+) -> WeeklyReport:
     """The report for ``week`` (``"2026-W47"``; ``None`` = the last complete week before ``now``).
 
     ``mode`` restricts it to one analysis mode (``standard``, ``region-search``, ``detector``); ``None``
@@ -165,11 +331,22 @@ def weekly_report(engine: Engine, *, week: str | None, now: datetime, mode: str 
     if now.tzinfo is None or now.utcoffset() is None:
         raise ReportError(f"now must be timezone-aware, got naive {now.isoformat()}")
     since, until = parse_week(last_complete_week(now) if week is None else week)
+    ranked = rank_text_mentions
     name = format_week(since.date())
     try:
         with engine.connect() as conn:
-            makes = brand_share(conn, since=since, until=until, mode=mode)
+            makes = brand_share(conn, since=since, until=until, mode=mode, rank_text_mentions=ranked)
             days = daily_counts(conn, since=since, until=until, mode=mode)
+            previous = (
+                brand_share(conn, since=since - timedelta(days=7), until=since, mode=mode, rank_text_mentions=ranked)
+                if since.date() > date.min + timedelta(days=7)
+                else []
+            )
+            mentions = mention_counts(conn, since=since, until=until, mode=mode, rank_text_mentions=ranked)
+            sources = source_counts(conn, since=since, until=until)
+            uses = model_versions(conn, since=since, until=until)
+            versions = sorted({u.model_version for u in uses if mode is None or u.mode == mode})
+            unidentified = unidentified_images(conn, since=since, until=until, mode=mode)
     except ValueError as exc:  # the queries' own argument checks (an unknown mode)
         raise ReportError(str(exc)) from None
     totals = WeekTotals(
@@ -188,4 +365,10 @@ def weekly_report(engine: Engine, *, week: str | None, now: datetime, mode: str 
         makes=tuple(makes),
         days=tuple(days),
         totals=totals,
+        previous=tuple(previous),
+        mentions=tuple(mentions),
+        sources=tuple(sources),
+        model_versions=tuple(versions),
+        unidentified=unidentified,
+        rank_text_mentions=rank_text_mentions,
     )

@@ -8,7 +8,8 @@ an API token: see :mod:`carspot.dashboards.auth`)::
     GET /api/brand-share           ?since=&until=&mode=   (default: the last 7 days)
     GET /api/daily                 ?since=&until=&mode=   (default: the last 7 UTC days)
     GET /api/recent                ?limit=                (1..200; larger values are capped)
-    GET /reports/weekly.csv|.json  ?week=2026-W47&mode=   (default: the last complete ISO week)
+    GET /reports/weekly.csv|.json|.zip|.xlsx|.pdf  ?week=2026-W47&mode=   (default: the last complete ISO week;
+                                   .zip = one CSV per table, .csv = the old one-table export)
     GET /healthz                   SELECT 1 on the database: 200, or 503 when it cannot be reached
     GET|POST /login · POST /logout the sign-in form, signing out
     GET /admin/users               (admin) the users; POST /admin/users/{name}/remove
@@ -42,7 +43,15 @@ from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_
 from carspot.dashboards.brands import add_brand_routes
 from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
-from carspot.store.queries import BrandShare, DailyCount, RecentAnalysis, brand_share, counts, daily_counts
+from carspot.store.queries import (
+    BrandShare,
+    DailyCount,
+    RecentAnalysis,
+    brand_share,
+    counts,
+    daily_counts,
+    mention_counts,
+)
 from carspot.store.queries import recent_analyses as query_recent
 
 log = logging.getLogger("carspot.dashboards.web")
@@ -74,9 +83,11 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     on_request: RequestObserver | None = None,
     auth: AuthOptions | None = None,
+    rank_text_mentions: bool = True,
 ) -> FastAPI:
     """The dashboard app reading from ``engine``, signed in against its users; ``clock`` (timezone-aware) is
-    injectable for tests; ``on_request`` is told of each request (the process's metrics)."""
+    injectable for tests; ``on_request`` is told of each request (the process's metrics). ``rank_text_mentions``
+    is the setting ``CARSPOT_RANK_TEXT_MENTIONS`` (reports and brand share)."""
     if refresh_seconds < 1:
         raise ValueError(f"refresh_seconds must be >= 1, got {refresh_seconds}")
     app = FastAPI(
@@ -129,7 +140,7 @@ def create_app(
                 window=chosen,
                 totals=counts(conn),
                 window_days=daily_counts(conn, since=at - chosen.span, until=at),
-                shares=brand_share(conn, since=at - chosen.span, until=at),
+                shares=brand_share(conn, since=at - chosen.span, until=at, rank_text_mentions=rank_text_mentions),
                 trend=daily_counts(conn, since=trend_since, until=at),
                 recent=query_recent(conn, limit=FEED_ROWS),
                 feed_limit=FEED_ROWS,
@@ -155,7 +166,7 @@ def create_app(
         with engine.connect() as conn:
             totals = counts(conn)
             days = daily_counts(conn, since=at - timedelta(hours=24), until=at)
-            shares = brand_share(conn, since=at - timedelta(hours=24), until=at)
+            shares = brand_share(conn, since=at - timedelta(hours=24), until=at, rank_text_mentions=rank_text_mentions)
             latest = query_recent(conn, limit=1)
         return {
             "generated_at": at.isoformat(),
@@ -183,7 +194,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Share of rank-1 brands over the images analysed in ``[since, until)``, largest first."""
         start, end = _window(since, until, now=now())
-        shares = brand_share(engine, since=start, until=end, mode=mode)
+        shares = brand_share(engine, since=start, until=end, mode=mode, rank_text_mentions=rank_text_mentions)
         return {
             "since": start.isoformat(),
             "until": end.isoformat(),
@@ -242,9 +253,50 @@ def create_app(
             headers={"Content-Disposition": f'attachment; filename="{report.filename_stem}.json"'},
         )
 
+    @app.get("/reports/weekly.zip", response_class=Response)
+    def weekly_zip(week: str | None = None, mode: Mode | None = None) -> Response:
+        """The weekly report as one CSV file per table (summary, brands, daily, sources), zipped."""
+        report = _report(week, mode)
+        return _download(report.to_zip(), "application/zip", f"{report.filename_stem}.zip")
+
+    @app.get("/reports/weekly.xlsx", response_class=Response)
+    def weekly_xlsx(week: str | None = None, mode: Mode | None = None) -> Response:
+        """The weekly report as an Excel workbook with native charts."""
+        from carspot.dashboards.report_xlsx import to_xlsx
+
+        report = _report(week, mode)
+        return _download(to_xlsx(report), XLSX_TYPE, f"{report.filename_stem}.xlsx")
+
+    @app.get("/reports/weekly.pdf", response_class=Response)
+    def weekly_pdf(week: str | None = None, mode: Mode | None = None) -> Response:
+        """The weekly report as a one-page PDF brief."""
+        from carspot.dashboards.report_pdf import to_pdf
+
+        report = _report(week, mode)
+        return _download(to_pdf(report), "application/pdf", f"{report.filename_stem}.pdf")
+
+    @app.get("/api/mentions")
+    def api_mentions(
+        since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
+        until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
+        mode: Mode | None = None,
+    ) -> dict[str, Any]:
+        """Per make, the posts whose picture shows it, whose text names it, and both (default: the last 7 days)."""
+        start, end = _window(since, until, now=now())
+        found = mention_counts(engine, since=start, until=end, mode=mode, rank_text_mentions=rank_text_mentions)
+        return {
+            "since": start.isoformat(),
+            "until": end.isoformat(),
+            "mode": mode,
+            "rank_text_mentions": rank_text_mentions,
+            "makes": [
+                {"make": c.make, "seen_in_picture": c.seen, "named_in_text": c.named, "both": c.both} for c in found
+            ],
+        }
+
     def _report(week: str | None, mode: str | None) -> WeeklyReport:
         try:
-            return weekly_report(engine, week=week or None, now=now(), mode=mode)
+            return weekly_report(engine, week=week or None, now=now(), mode=mode, rank_text_mentions=rank_text_mentions)
         except ReportError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
@@ -263,6 +315,13 @@ def create_app(
     return app
 
 
+XLSX_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _download(body: bytes, media_type: str, filename: str) -> Response:
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 def serve(
     *,
     engine: Engine,
@@ -273,6 +332,7 @@ def serve(
     log_level: str = "info",
     on_request: RequestObserver | None = None,
     auth: AuthOptions | None = None,
+    rank_text_mentions: bool = True,
 ) -> None:
     """Serve the dashboard with uvicorn until SIGINT or SIGTERM (the first stops gracefully, a second at once).
 
@@ -282,7 +342,14 @@ def serve(
     handler. The caller owns ``engine`` and disposes of it afterwards. Proxy headers are read by the app itself,
     and only from ``auth.trusted_proxies`` (uvicorn's own handling stays off).
     """
-    app = create_app(engine=engine, title=title, refresh_seconds=refresh_seconds, on_request=on_request, auth=auth)
+    app = create_app(
+        engine=engine,
+        title=title,
+        refresh_seconds=refresh_seconds,
+        on_request=on_request,
+        auth=auth,
+        rank_text_mentions=rank_text_mentions,
+    )
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
     try:
         uvicorn.Server(config).run()

@@ -27,6 +27,7 @@ from carspot.pipeline.app import (
 from carspot.pipeline.ingesting import SinkEmitter
 from carspot.pipeline.inprocess import FileDeadLetterSink, InProcessQueue
 from carspot.pipeline.lifecycle import install_stop_handlers
+from carspot.pipeline.mentioning import mention_finder
 from carspot.pipeline.message import Post
 from carspot.pipeline.settings import Settings
 from carspot.pipeline.worker import Worker, WorkerStats
@@ -95,6 +96,7 @@ def run_embedded(
         analysis_batch_images=settings.analysis_batch_images,
         poll_timeout_s=0.2,
         max_original_bytes=settings.dlq_max_original_bytes,
+        find_mentions=mention_finder(),
     )
     stopping = threading.Event()
 
@@ -138,19 +140,22 @@ def run_embedded(
         seconds=time.monotonic() - started,
         database=url,
         dead_letter_file=dead_letters.path,
-        top_makes=top_makes(url, since=run_started, until=until),
+        top_makes=top_makes(url, since=run_started, until=until, rank_text_mentions=settings.rank_text_mentions),
         unidentified=unidentified_cars(url, since=run_started, until=until),
     )
 
 
-def top_makes(url: str, *, since: datetime, until: datetime, limit: int = 5) -> tuple[tuple[str, int], ...]:
-    """The most frequent rank-1 makes of the images analysed in the window (the dashboard's brand share)."""
+def top_makes(
+    url: str, *, since: datetime, until: datetime, limit: int = 5, rank_text_mentions: bool = False
+) -> tuple[tuple[str, int], ...]:
+    """The most frequent rank-1 makes of the images analysed in the window (the dashboard's brand share, text
+    mentions ranked first when asked, as the dashboard does with ``CARSPOT_RANK_TEXT_MENTIONS``)."""
     from carspot.store.engine import create_engine_for
     from carspot.store.queries import brand_share
 
     engine = create_engine_for(url)
     try:
-        shares = brand_share(engine, since=since, until=until)
+        shares = brand_share(engine, since=since, until=until, rank_text_mentions=rank_text_mentions)
     finally:
         engine.dispose()
     return tuple((s.make, s.images) for s in shares if s.images > 0)[:limit]

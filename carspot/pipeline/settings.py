@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     thumbnail_retention_days: Annotated[int, Field(ge=0, le=3650)] = 30
     """Days a thumbnail of an analysed image is kept (the dashboards show them); `carspot thumbnails purge` deletes
     older ones and those of images no post shows any more; 0 keeps them until their last post goes."""
+    rank_text_mentions: bool = True
+    """A make the post's text names (hashtag, handle, brand or model name) that is in the image's top-5 counts as
+    the image's make in brand share, the dashboard and reports (docs/mentions.md); false: the classifier's rank 1."""
     detector_weights: Path | None = Field(default=None, description="ONNX weights; default from shared_dir.")
     detector_sha256: str = YOLO_FASTEST_SHA256
     """The weights' expected sha256, checked at load."""

@@ -44,7 +44,7 @@ from carspot.pipeline.message import DecodeError, InvalidPost, Post
 from carspot.pipeline.metrics import WorkerMetrics
 from carspot.pipeline.ports import BatchOutcome, CommitFailed, DeadLetterSink, Incoming, MessageSource
 from carspot.pipeline.thumbnails import make_thumbnail
-from carspot.store.records import AnalysisRecord, PostRecord, ThumbnailRecord
+from carspot.store.records import AnalysisRecord, MentionRecord, PostRecord, ThumbnailRecord
 from carspot.store.writer import BatchConflictError
 
 log = logging.getLogger("carspot.pipeline.worker")
@@ -58,6 +58,8 @@ ThumbnailMaker = Callable[[np.ndarray], ThumbnailRecord]
 BatchWriter = Callable[[Sequence[PostRecord], Sequence[AnalysisRecord]], object]
 KnownImages = Callable[[Sequence[Post]], set[str]]
 """Given a batch's posts, the post ids whose picture already has an analysis in the mode they ask for."""
+MentionFinder = Callable[[str | None], tuple[MentionRecord, ...]]
+"""The makes a post's text names (``carspot.pipeline.mentioning.mention_finder``)."""
 StoredPosts = Callable[[Sequence[str]], dict[str, str]]
 """Given post ids, those already stored, with the sha256 of their picture."""
 PartitionLag = Callable[[], Mapping[int, int]]
@@ -147,7 +149,7 @@ def _first_offsets(messages: Sequence[Incoming]) -> dict[tuple[str, int], int]:
     return first
 
 
-def post_record(post: Post) -> PostRecord:
+def post_record(post: Post, *, mentions: tuple[MentionRecord, ...] = ()) -> PostRecord:
     return PostRecord(
         post_id=post.post_id,
         source=post.source,
@@ -160,6 +162,7 @@ def post_record(post: Post) -> PostRecord:
         width=post.width,
         height=post.height,
         campaign=post.campaign,
+        mentions=mentions,
     )
 
 
@@ -203,6 +206,7 @@ class Worker:
         stored_posts: StoredPosts | None = None,
         max_original_bytes: int = 1 << 20,
         make_thumbnail: ThumbnailMaker | None = make_thumbnail,
+        find_mentions: MentionFinder | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: WorkerMetrics | None = None,
         partition_lag: PartitionLag | None = None,
@@ -214,7 +218,8 @@ class Worker:
         and a wait doubling up to ``backoff_max_s``, until it is back or the worker is stopped (``write_attempts``
         bounds the attempts instead). ``metrics`` receives what the worker does (a private registry when not
         given); ``partition_lag``, when given, is read after each poll for the per-partition lag gauge.
-        ``make_thumbnail`` (None: keep none) makes each analysed image's thumbnail."""
+        ``make_thumbnail`` (None: keep none) makes each analysed image's thumbnail.
+        ``find_mentions`` gives the makes each post's text names, stored with it."""
         self._source = source
         self._make_thumbnail = make_thumbnail
         self._dead_letters = dead_letters
@@ -235,6 +240,7 @@ class Worker:
         self._outcome = outcome
         self._stored_posts = stored_posts
         self._max_original_bytes = max_original_bytes
+        self._find_mentions = find_mentions
         self._clock = clock
         self._stopping = threading.Event()
         self.stats = WorkerStats()
@@ -437,7 +443,8 @@ class Worker:
         """Links and already-analysed pictures go straight to the batch; a new picture is decoded to wait for
         its group's analysis (None: nothing to analyse, or dead-lettered)."""
         try:
-            record = post_record(post)
+            mentions = self._find_mentions(post.text) if self._find_mentions is not None else ()
+            record = post_record(post, mentions=mentions)
         except ValueError as exc:  # e.g. text the database cannot hold
             batch.letters.append(self._letter(message, reason="invalid_post", detail=str(exc), post=post))
             return None

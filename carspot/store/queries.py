@@ -43,7 +43,16 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from carspot.store.records import MODES, BrandScore
-from carspot.store.tables import IMAGE_REGION, Analysis, BrandPrediction, Image, Post, Region, Thumbnail
+from carspot.store.tables import (
+    IMAGE_REGION,
+    Analysis,
+    BrandPrediction,
+    Image,
+    Post,
+    PostMention,
+    Region,
+    Thumbnail,
+)
 
 Bind: TypeAlias = Engine | Connection | Session
 
@@ -258,6 +267,33 @@ def _latest_analysis_per_image(
     return select(sub.c.id).where(sub.c.rn == 1)
 
 
+def _named_rank(chosen: Select[tuple[int]]) -> Select[tuple[int, int]]:
+    """Per analysis of ``chosen``, the best rank of its image's top-5 held by a make that a post showing the
+    image names in its text (analyses without such a make have no row)."""
+    return (
+        select(BrandPrediction.analysis_id, func.min(BrandPrediction.rank).label("named_rank"))
+        .join(Analysis, Analysis.id == BrandPrediction.analysis_id)
+        .join(Post, Post.image_sha256 == Analysis.image_sha256)
+        .join(PostMention, (PostMention.post_id == Post.post_id) & (PostMention.make == BrandPrediction.make))
+        .where(BrandPrediction.region_index == IMAGE_REGION, BrandPrediction.analysis_id.in_(chosen))
+        .group_by(BrandPrediction.analysis_id)
+    )
+
+
+def _first_makes(chosen: Select[tuple[int]], *, rank_text_mentions: bool) -> Select[tuple[int, str]]:
+    """(analysis id, the make that counts for it): rank 1, or with ``rank_text_mentions`` the best-ranked make of
+    its top-5 that a post showing the image names (issue 26's re-ranking; rank 1 when none is named)."""
+    where = [BrandPrediction.region_index == IMAGE_REGION, BrandPrediction.analysis_id.in_(chosen)]
+    if not rank_text_mentions:
+        return select(BrandPrediction.analysis_id, BrandPrediction.make).where(*where, BrandPrediction.rank == 1)
+    named = _named_rank(chosen).subquery()
+    return (
+        select(BrandPrediction.analysis_id, BrandPrediction.make)
+        .outerjoin(named, named.c.analysis_id == BrandPrediction.analysis_id)
+        .where(*where, BrandPrediction.rank == func.coalesce(named.c.named_rank, 1))
+    )
+
+
 def brand_share(
     session_or_engine: Bind,
     *,
@@ -265,26 +301,31 @@ def brand_share(
     until: datetime,
     mode: str | None = None,
     filters: Filters = NO_FILTERS,
+    rank_text_mentions: bool = False,
 ) -> list[BrandShare]:
     """Brand share over the images analysed in ``[since, until)``, largest first.
 
     Share is of rank-1 brands (each image counts once, for its most confident make), so shares add up to 1;
     makes that only ever appear at ranks 2-5 are listed with ``images == 0``. An image whose latest analysis is
-    unidentified counts for no make (`unidentified_images` counts those).
+    unidentified counts for no make (`unidentified_images` counts those). With ``rank_text_mentions`` an image
+    counts for the make of its top-5 that the text of a post showing it names, when there is one (the best-ranked
+    such make): the setting ``CARSPOT_RANK_TEXT_MENTIONS``.
     """
     _check_window(since, until)
     filters = _merge_mode(mode, filters)
     latest = _latest_analysis_per_image(since, until, None, filters)
     chosen = select(Analysis.id).where(Analysis.id.in_(latest), _identified(filters))
-    rank1 = func.count(distinct(case((BrandPrediction.rank == 1, BrandPrediction.analysis_id))))
     top5 = func.count(distinct(BrandPrediction.analysis_id))
     stmt = (
-        select(BrandPrediction.make, rank1, top5)
+        select(BrandPrediction.make, top5)
         .where(BrandPrediction.region_index == IMAGE_REGION, BrandPrediction.analysis_id.in_(chosen))
         .group_by(BrandPrediction.make)
     )
+    firsts = _first_makes(chosen, rank_text_mentions=rank_text_mentions).subquery()
+    first_stmt = select(firsts.c.make, func.count()).group_by(firsts.c.make)
     with _session(session_or_engine) as s:
-        rows = [(make, int(first), int(any_rank)) for make, first, any_rank in s.execute(stmt)]
+        first_counts = {make: int(n) for make, n in s.execute(first_stmt)}
+        rows = [(make, first_counts.get(make, 0), int(any_rank)) for make, any_rank in s.execute(stmt)]
     total = sum(first for _, first, _ in rows)
     shares = [
         BrandShare(make=make, images=first, share=first / total if total else 0.0, top5_images=any_rank)
@@ -966,3 +1007,93 @@ def campaign_counts(
         for c in set(per) | set(doubted)
     ]
     return sorted(out, key=lambda c: (-c.identified, -c.unidentified, c.campaign is None, c.campaign or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class MentionCount:
+    """Posts of a make: whose picture shows it (``seen``), whose text names it (``named``), and ``both``."""
+
+    make: str
+    seen: int
+    named: int
+    both: int
+
+
+def mention_counts(
+    session_or_engine: Bind,
+    *,
+    since: datetime,
+    until: datetime,
+    mode: str | None = None,
+    rank_text_mentions: bool = False,
+) -> list[MentionCount]:
+    """Per make, the posts ingested in ``[since, until)`` that show it, name it, or both; most seen first.
+
+    Posts, not images: the text belongs to a post. A post "shows" the make its image counts for in brand share
+    (through the image's latest analysis, in ``mode`` if given, at any time; none when it is unidentified or not
+    analysed yet), re-ranked by text mentions when ``rank_text_mentions``.
+    """
+    _check_window(since, until)
+    _check_mode(mode)
+    in_window = select(Post.post_id, Post.image_sha256).where(Post.ingested_at >= since, Post.ingested_at < until)
+    ranked = select(
+        Analysis.id,
+        Analysis.image_sha256,
+        Analysis.unidentified,
+        func.row_number()
+        .over(partition_by=Analysis.image_sha256, order_by=(Analysis.analyzed_at.desc(), Analysis.id.desc()))
+        .label("rn"),
+    ).where(Analysis.image_sha256.in_(select(in_window.subquery().c.image_sha256)))
+    if mode is not None:
+        ranked = ranked.where(Analysis.mode == mode)
+    sub = ranked.subquery()
+    chosen = select(sub.c.id).where(sub.c.rn == 1, sub.c.unidentified.is_(False))
+    firsts = _first_makes(chosen, rank_text_mentions=rank_text_mentions).subquery()
+    image_make = select(Analysis.image_sha256, firsts.c.make).join(firsts, firsts.c.analysis_id == Analysis.id)
+    mentions = select(PostMention.post_id, PostMention.make).where(
+        PostMention.post_id.in_(select(in_window.subquery().c.post_id))
+    )
+    with _session(session_or_engine) as s:
+        posts = list(s.execute(in_window).tuples())
+        shows = {str(sha): str(make) for sha, make in s.execute(image_make)}
+        names: dict[str, set[str]] = {}
+        for post_id, make in s.execute(mentions):
+            names.setdefault(str(post_id), set()).add(str(make))
+    seen: dict[str, int] = {}
+    named: dict[str, int] = {}
+    both: dict[str, int] = {}
+    for post_id, sha in posts:
+        shown = shows.get(sha)
+        if shown is not None:
+            seen[shown] = seen.get(shown, 0) + 1
+        for make in names.get(post_id, ()):
+            named[make] = named.get(make, 0) + 1
+            if make == shown:
+                both[make] = both.get(make, 0) + 1
+    out = [
+        MentionCount(make=m, seen=seen.get(m, 0), named=named.get(m, 0), both=both.get(m, 0))
+        for m in set(seen) | set(named)
+    ]
+    return sorted(out, key=lambda c: (-c.seen, -c.named, c.make))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCount:
+    """Posts ingested from one source (``x``, ``folder``, ``push``…) and the distinct images they showed."""
+
+    source: str
+    posts: int
+    images: int
+
+
+def source_counts(session_or_engine: Bind, *, since: datetime, until: datetime) -> list[SourceCount]:
+    """Per source, the posts ingested in ``[since, until)``, most posts first."""
+    _check_window(since, until)
+    stmt = (
+        select(Post.source, func.count(), func.count(distinct(Post.image_sha256)))
+        .where(Post.ingested_at >= since, Post.ingested_at < until)
+        .group_by(Post.source)
+    )
+    with _session(session_or_engine) as s:
+        rows = [SourceCount(source=str(src), posts=int(n), images=int(i)) for src, n, i in s.execute(stmt)]
+    return sorted(rows, key=lambda r: (-r.posts, r.source))

@@ -155,6 +155,23 @@ class RegionRecord:
         _check_unidentified(what, self.unidentified, self.brands)
 
 
+MENTION_VIA: Final = frozenset({"handle", "hashtag", "name", "model"})
+
+
+@dataclass(frozen=True, slots=True)
+class MentionRecord:
+    """A make the post's text names, and how (``handle``, ``hashtag``, ``name`` or ``model``)."""
+
+    make: str
+    via: str
+
+    def __post_init__(self) -> None:
+        _check_text("MentionRecord.make", self.make, optional=False)
+        if self.via not in MENTION_VIA:
+            allowed = sorted(MENTION_VIA)
+            raise ValueError(f"MentionRecord({self.make!r}): via must be one of {allowed}, got {self.via!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class ThumbnailRecord:
     """A small JPEG of the analysed image, for the dashboards (not for analysis: it is lossy and tiny)."""
@@ -191,6 +208,8 @@ class PostRecord:
     height: int
     campaign: str | None = None
     """The campaign it was collected for (an X rule's tag, a pushed post's field); ingest checks its form."""
+    mentions: tuple[MentionRecord, ...] = ()
+    """The makes its text names (stored with the post, in the same transaction)."""
 
     def __post_init__(self) -> None:
         _check_text("PostRecord.post_id", self.post_id, optional=False)
@@ -206,6 +225,12 @@ class PostRecord:
         _check_aware(f"{what}.ingested_at", self.ingested_at)
         _check_sha256(f"{what}.image_sha256", self.image_sha256)
         _check_size(what, self.width, self.height)
+        object.__setattr__(self, "mentions", tuple(self.mentions))
+        if not all(isinstance(m, MentionRecord) for m in self.mentions):
+            raise ValueError(f"{what}: mentions must be MentionRecord instances")
+        named = [m.make for m in self.mentions]
+        if len(set(named)) != len(named):
+            raise ValueError(f"{what}: a make is mentioned twice: {named}")
 
 
 @dataclass(frozen=True, slots=True)

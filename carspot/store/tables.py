@@ -228,3 +228,37 @@ class ApiToken(Base):
     label: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+MENTION_VIA: tuple[str, ...] = ("handle", "hashtag", "name", "model")
+"""How a post's text names a make (``carspot.mentions.matcher.Via``), strongest first."""
+
+
+class PostMention(Base):
+    """A make named in a post's text (hashtag, handle, brand or model name), once per post and make.
+
+    It follows its post when the post id is replaced by :func:`carspot.store.erasure.forget_posts` (ON UPDATE
+    CASCADE) and goes with it when the post is deleted.
+    """
+
+    __tablename__ = "post_mentions"
+    __table_args__ = (CheckConstraint("via IN ('handle', 'hashtag', 'name', 'model')", name="via"),)
+
+    post_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("posts.post_id", ondelete="CASCADE", onupdate="CASCADE"), primary_key=True
+    )
+    make: Mapped[str] = mapped_column(Text, primary_key=True, index=True)
+    via: Mapped[str] = mapped_column(Text)
+
+
+class Erasure(Base):
+    """One ``carspot forget`` run: who asked, when, how many posts; never which posts nor what they said."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (CheckConstraint("posts_erased >= 0 AND posts_erased <= posts_requested", name="counts"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    erased_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    requested_by: Mapped[str] = mapped_column(Text)
+    posts_requested: Mapped[int] = mapped_column(Integer)
+    posts_erased: Mapped[int] = mapped_column(Integer)

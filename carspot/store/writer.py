@@ -3,8 +3,8 @@
 Every insert is ``INSERT ... ON CONFLICT DO NOTHING``, so replaying a batch after a crash (offsets not yet
 committed) changes nothing. Order: images, then their thumbnails (the first one written stays), then analyses
 (``RETURNING`` tells which are new), then the regions and brand predictions of the new analyses only (an
-existing analysis is never rewritten), then posts. Rows are sent with executemany and sorted by key, so
-concurrent workers lock rows in the same order (no deadlock).
+existing analysis is never rewritten), then posts and the makes their text names (``post_mentions``). Rows are
+sent with executemany and sorted by key, so concurrent workers lock rows in the same order (no deadlock).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _ANALYSES: Table = Base.metadata.tables["analyses"]
 _REGIONS: Table = Base.metadata.tables["regions"]
 _BRANDS: Table = Base.metadata.tables["brand_predictions"]
 _THUMBNAILS: Table = Base.metadata.tables["thumbnails"]
+_MENTIONS: Table = Base.metadata.tables["post_mentions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,16 @@ class AnalysisStore:
             }
             for _, p in sorted(posts.items())
         ]
-        return len(conn.execute(stmt, rows).all())
+        inserted = {post_id for (post_id,) in conn.execute(stmt, rows)}
+        mentions = [
+            {"post_id": post_id, "make": m.make, "via": m.via}
+            for post_id, p in sorted(posts.items())
+            if post_id in inserted
+            for m in sorted(p.mentions, key=lambda m: m.make)
+        ]
+        if mentions:  # only for the posts this batch created: a replayed post keeps what it had
+            conn.execute(self._insert(_MENTIONS).on_conflict_do_nothing(index_elements=["post_id", "make"]), mentions)
+        return len(inserted)
 
 
 def _analysis_key(a: AnalysisRecord) -> _AnalysisKey:

@@ -36,7 +36,7 @@ def _diff(url: str, metadata: MetaData) -> list[object]:
 def test_empty_database_migrates_to_head(db_url: str) -> None:
     assert current_revision(db_url) is None
     migrate(db_url)
-    assert current_revision(db_url) == head_revision() == "0004"
+    assert current_revision(db_url) == head_revision() == "0005"
     engine = create_engine_for(db_url)
     try:
         assert set(inspect(engine).get_table_names()) >= TABLES
@@ -77,7 +77,7 @@ def test_check_constraints_match_the_models(db_url: str) -> None:
 def test_migrate_is_idempotent_and_reversible(db_url: str) -> None:
     migrate(db_url)
     migrate(db_url)  # start-up of a second worker: nothing to do
-    assert current_revision(db_url) == head_revision()
+    assert current_revision(db_url) == head_revision() == "0005"
     downgrade(db_url, revision="base")
     assert current_revision(db_url) is None
     engine = create_engine_for(db_url)

@@ -1,0 +1,107 @@
+"""The weekly report's CSV tables, XLSX and PDF hold the JSON's numbers (read back with openpyxl, rendered with
+pdftoppm), and state the model version and the share of unidentified cars."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import Engine
+
+from carspot.dashboards.report import weekly_report, wilson_interval
+from carspot.dashboards.report_pdf import to_pdf
+from carspot.dashboards.report_xlsx import to_xlsx
+
+from .conftest import NOW
+from .data import WEEK, fill_week
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson_interval(1, 3)
+    assert (round(low, 4), round(high, 4)) == (0.0615, 0.7923)  # textbook value for 1/3, z = 1.96
+    assert wilson_interval(0, 10)[0] == 0.0
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        wilson_interval(4, 3)
+
+
+def test_csv_tables_are_one_file_per_table_with_the_json_numbers(engine: Engine) -> None:
+    fill_week(engine)
+    report = weekly_report(engine, week=WEEK, now=NOW)
+    data = json.loads(report.to_json())
+    with zipfile.ZipFile(io.BytesIO(report.to_zip())) as archive:
+        names = sorted(archive.namelist())
+        assert names == [f"{report.filename_stem}/{n}.csv" for n in ("brands", "daily", "sources", "summary")]
+        brands = list(csv.DictReader(io.StringIO(archive.read(names[0]).decode())))
+        summary = dict(csv.reader(io.StringIO(archive.read(names[3]).decode())))
+    assert [(b["make"], int(b["images"]), float(b["share"])) for b in brands] == [
+        (m["make"], m["images"], m["share"]) for m in data["makes"]
+    ]
+    assert summary["model versions"] == ", ".join(data["model_versions"]) != "none"
+    assert float(summary["unidentified share"]) == data["unidentified_share"]
+
+
+def test_xlsx_opens_with_openpyxl_and_holds_the_json_numbers(engine: Engine, tmp_path: Path) -> None:
+    fill_week(engine)
+    report = weekly_report(engine, week=WEEK, now=NOW)
+    data = json.loads(report.to_json())
+    path = tmp_path / "weekly.xlsx"
+    path.write_bytes(to_xlsx(report))
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["Summary", "Brands", "Daily", "Sources"]
+    rows = list(book["Brands"].iter_rows(values_only=True))
+    header, body = rows[0], rows[1:]
+    assert [dict(zip(header, r, strict=True)) for r in body] == data["makes"]
+    daily = list(book["Daily"].iter_rows(values_only=True))
+    assert [dict(zip(daily[0], r, strict=True)) for r in daily[1:]] == data["days"]
+    summary = dict(book["Summary"].iter_rows(values_only=True))
+    assert summary["model versions"] == ", ".join(data["model_versions"])
+    assert summary["unidentified share"] == data["unidentified_share"]
+    assert summary["posts"] == data["totals"]["posts"]
+    assert len(book["Brands"]._charts) == 1 and len(book["Daily"]._charts) == 1  # native charts survive a read
+
+
+def test_pdf_renders_to_a_non_blank_page(engine: Engine, tmp_path: Path) -> None:
+    fill_week(engine)
+    pdf = tmp_path / "weekly.pdf"
+    pdf.write_bytes(to_pdf(weekly_report(engine, week=WEEK, now=NOW)))
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=60)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert len(pages) == 1
+    pixels = np.asarray(Image.open(pages[0]).convert("L"))
+    assert (pixels < 128).mean() > 0.01  # text and bars, not a white page
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Model version(s): brands-v1, brands-v2" in text
+    assert "unidentified cars" in text
+
+
+def test_the_dashboard_serves_every_format(engine: Engine, make_client: Callable[..., TestClient]) -> None:
+    fill_week(engine)
+    client = make_client(engine, role="viewer")
+    assert make_client(engine, signed_in=False).get(f"/reports/weekly.xlsx?week={WEEK}").status_code in (303, 401)
+    expected = {
+        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pdf": "application/pdf",
+        "zip": "application/zip",
+        "json": "application/json",
+    }
+    for ext, media in expected.items():
+        response = client.get(f"/reports/weekly.{ext}?week={WEEK}")
+        assert response.status_code == 200, ext
+        assert response.headers["content-type"].startswith(media)
+        assert f"carspot-weekly-{WEEK}.{ext}" in response.headers["content-disposition"]
+    assert client.get("/reports/weekly.xlsx?week=2026-W99").status_code == 422
+    mentions = client.get("/api/mentions?since=2026-11-16&until=2026-11-23").json()
+    assert mentions["rank_text_mentions"] is True
+    assert all({"seen_in_picture", "named_in_text", "both"} <= set(m) for m in mentions["makes"])
