@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection, Engine
 
@@ -180,14 +180,15 @@ def add_brand_routes(app: FastAPI, *, engine: Engine, now: Callable[[], datetime
     router = app
 
     def view_of(
-        days: int | None,
-        since: str | None,
-        until: str | None,
-        source: str | None,
-        campaign: str | None,
-        mode: str | None,
-        min_confidence: str | None,
+        days: DaysParam = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+        mode: ModeParam = None,
+        min_confidence: ConfidenceParam = None,
     ) -> View:
+        """The filters of the query string, read once for every route (a FastAPI dependency)."""
         return read_view(
             now=now(),
             days=days,
@@ -220,32 +221,18 @@ def add_brand_routes(app: FastAPI, *, engine: Engine, now: Callable[[], datetime
     @router.get("/api/brands/{make}", tags=["brands"])
     def api_brand(
         make: str,
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
+        view: View = Depends(view_of),
     ) -> dict[str, Any]:
         """A make's count, share (95 % Wilson interval), daily series, week-over-week change, co-occurring makes and
         latest images with their boxes."""
-        view = view_of(days, since, until, source, campaign, mode, min_confidence)
         with engine.connect() as conn:
             return brand_json(brand_figures(conn, make=known(conn, make), view=view))
 
     @router.get("/brands/{make}", response_class=HTMLResponse, include_in_schema=False)
     def brand_page(
         make: str,
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
+        view: View = Depends(view_of),
     ) -> HTMLResponse:
-        view = view_of(days, since, until, source, campaign, mode, min_confidence)
         with engine.connect() as conn:
             figures = brand_figures(conn, make=known(conn, make), view=view)
             choices = facets(conn)
@@ -262,17 +249,10 @@ def add_brand_routes(app: FastAPI, *, engine: Engine, now: Callable[[], datetime
 
     @router.get("/api/campaigns", tags=["brands"])
     def api_campaigns(
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
+        view: View = Depends(view_of),
     ) -> dict[str, Any]:
         """Brand counts grouped by campaign (``null``: posts without one); an image shown in two campaigns counts
         in both."""
-        view = view_of(days, since, until, source, campaign, mode, min_confidence)
         with engine.connect() as conn:
             found = campaign_counts(conn, since=view.since, until=view.until, filters=view.filters)
         return {
@@ -295,31 +275,17 @@ def add_brand_routes(app: FastAPI, *, engine: Engine, now: Callable[[], datetime
     @router.get("/api/compare", tags=["brands"])
     def api_compare(
         makes: Annotated[str, Query(max_length=1024, description="2-5 makes, comma-separated")],
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
+        view: View = Depends(view_of),
     ) -> dict[str, Any]:
         """The daily share of 2-5 makes over the window, and each one's total with its 95 % interval."""
-        view = view_of(days, since, until, source, campaign, mode, min_confidence)
         found, series, totals = compare(makes, view)
         return compare_json(found, view, series, totals)
 
     @router.get("/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(
+        view: View = Depends(view_of),
         makes: Annotated[str, Query(max_length=1024)] = "",
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
     ) -> HTMLResponse:
-        view = view_of(days, since, until, source, campaign, mode, min_confidence)
         view = View(since=view.since, until=view.until, filters=view.filters, params={**view.params, "makes": makes})
         with engine.connect() as conn:
             choices = facets(conn)
