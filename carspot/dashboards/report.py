@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -36,12 +35,16 @@ from typing import Any, Final
 
 from sqlalchemy import Engine
 
+from carspot.dashboards.intervals import wilson
 from carspot.store.queries import (
     BrandShare,
+    CampaignCount,
     DailyCount,
+    Filters,
     MentionCount,
     SourceCount,
     brand_share,
+    campaign_counts,
     daily_counts,
     mention_counts,
     model_versions,
@@ -64,24 +67,16 @@ CSV_COLUMNS: Final = (
 """One flat table: ``section`` is ``make``, ``day`` or ``total``; cells that do not apply are empty."""
 
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
-Z_95: Final = 1.959963984540054
-"""The two-sided 95 % normal quantile of the Wilson interval."""
 Cell = str | int | float | None
 Table = tuple[tuple[str, ...], list[tuple[Cell, ...]]]
 """A header and its rows: what CSV files, XLSX sheets and the PDF are made from."""
 
 
-def wilson_interval(successes: int, trials: int, *, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (sound at 0, 1 and small counts); (0, 0) without trials."""
-    if trials <= 0:
-        return 0.0, 0.0
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be in 0..{trials}, got {successes}")
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion (`carspot.dashboards.intervals.wilson`, the dashboard's);
+    (0, 0) without trials, for the report's cells."""
+    interval = wilson(successes, trials)
+    return (0.0, 0.0) if interval is None else (interval.low, interval.high)
 
 
 class ReportError(ValueError):
@@ -115,6 +110,8 @@ class WeeklyReport:
     """The week before's brand share, for the change."""
     mentions: tuple[MentionCount, ...] = ()
     sources: tuple[SourceCount, ...] = ()
+    campaigns: tuple[CampaignCount, ...] = ()
+    """Brand counts per campaign (None: posts collected without one)."""
     model_versions: tuple[str, ...] = ()
     unidentified: int = 0
     rank_text_mentions: bool = False
@@ -160,8 +157,7 @@ class WeeklyReport:
         return rows
 
     def tables(self) -> dict[str, Table]:
-        """The report as tables: ``summary``, ``brands``, ``daily`` and ``sources`` (campaigns are grouped by source
-        until posts carry a campaign)."""
+        """The report as tables: ``summary``, ``brands``, ``daily``, ``sources`` and ``campaigns``."""
         t = self.totals
         summary: list[tuple[Cell, ...]] = [
             ("week", self.week),
@@ -186,11 +182,15 @@ class WeeklyReport:
             (d.day.isoformat(), d.posts, d.images_analyzed, d.cars, d.unidentified) for d in self.days
         ]
         sources: list[tuple[Cell, ...]] = [(_cell(s.source), s.posts, s.images) for s in self.sources]
+        campaigns: list[tuple[Cell, ...]] = [
+            (_cell(c.campaign or "(none)"), c.identified, c.unidentified, *_top_make(c)) for c in self.campaigns
+        ]
         return {
             "summary": (("item", "value"), summary),
             "brands": (brand_columns, brands),
             "daily": (("day", "posts", "images_analyzed", "cars", "unidentified"), daily),
             "sources": (("source", "posts", "images"), sources),
+            "campaigns": (("campaign", "images_with_brand", "unidentified", "top_make", "top_make_share"), campaigns),
         }
 
     def csv_tables(self) -> dict[str, str]:
@@ -238,6 +238,15 @@ class WeeklyReport:
             "unidentified_share": round(self.unidentified_share, 6),
             "makes": self.brand_rows(),
             "sources": [{"source": s.source, "posts": s.posts, "images": s.images} for s in self.sources],
+            "campaigns": [
+                {
+                    "campaign": c.campaign,
+                    "images_with_brand": c.identified,
+                    "unidentified": c.unidentified,
+                    "makes": dict(c.makes),
+                }
+                for c in self.campaigns
+            ],
             "days": [
                 {
                     "day": d.day.isoformat(),
@@ -282,6 +291,14 @@ BRAND_COLUMNS: Final = (
     "posts_named_in_text",
     "posts_both",
 )
+
+
+def _top_make(count: CampaignCount) -> tuple[str, float]:
+    """A campaign's most frequent rank-1 make and its share of the campaign's images with a brand."""
+    if not count.makes or not count.identified:
+        return "", 0.0
+    make, images = max(count.makes.items(), key=lambda item: (item[1], item[0]))
+    return _cell(make), round(images / count.identified, 6)
 
 
 def _cell(text: str) -> str:
@@ -344,6 +361,7 @@ def weekly_report(
             )
             mentions = mention_counts(conn, since=since, until=until, mode=mode, rank_text_mentions=ranked)
             sources = source_counts(conn, since=since, until=until)
+            campaigns = campaign_counts(conn, since=since, until=until, filters=Filters(mode=mode))
             uses = model_versions(conn, since=since, until=until)
             versions = sorted({u.model_version for u in uses if mode is None or u.mode == mode})
             unidentified = unidentified_images(conn, since=since, until=until, mode=mode)
@@ -368,6 +386,7 @@ def weekly_report(
         previous=tuple(previous),
         mentions=tuple(mentions),
         sources=tuple(sources),
+        campaigns=tuple(campaigns),
         model_versions=tuple(versions),
         unidentified=unidentified,
         rank_text_mentions=rank_text_mentions,

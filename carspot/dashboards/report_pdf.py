@@ -72,8 +72,10 @@ def to_pdf(report: WeeklyReport) -> bytes:
     fig.text(0.06, 0.24, "Named in the text: posts · also seen", fontsize=11)
     text = "\n".join(f"{r['make']}: {r['posts_named_in_text']} · {r['posts_both']}" for r in mentioned[:8]) or "none"
     fig.text(0.06, 0.225, text, fontsize=8, va="top", family="monospace")
-    sources = "\n".join(f"{s.source}: {s.posts} posts, {s.images} images" for s in report.sources[:8]) or "none"
-    fig.text(0.6, 0.24, "Sources", fontsize=11)
+    sources = "\n".join(f"{s.source}: {s.posts} posts, {s.images} images" for s in report.sources[:4]) or "none"
+    campaigns = [f"{c.campaign or '(none)'}: {c.identified} with a brand" for c in report.campaigns[:4]]
+    sources += "\n" + ("\n".join(campaigns) if campaigns else "no campaign")
+    fig.text(0.6, 0.24, "Sources and campaigns", fontsize=11)
     fig.text(0.6, 0.225, sources, fontsize=8, va="top", family="monospace")
     fig.text(0.06, 0.03, f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC by CarSpot.", fontsize=7, color="#6b7280")
     buf = io.BytesIO()

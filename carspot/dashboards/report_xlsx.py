@@ -1,4 +1,5 @@
-"""The weekly report as an Excel workbook with native charts (XlsxWriter): sheets Summary, Brands, Daily, Sources.
+"""The weekly report as an Excel workbook with native charts (XlsxWriter): sheets Summary, Brands, Daily, Sources,
+Campaigns.
 
 Every number comes from :meth:`WeeklyReport.tables`, the same rows as the CSV files and the JSON, so the three
 agree by construction (a test reads the workbook back with openpyxl). Charts are Excel's own (they stay live
@@ -14,7 +15,13 @@ import xlsxwriter
 
 from carspot.dashboards.report import WeeklyReport
 
-SHEETS: Final = {"summary": "Summary", "brands": "Brands", "daily": "Daily", "sources": "Sources"}
+SHEETS: Final = {
+    "summary": "Summary",
+    "brands": "Brands",
+    "daily": "Daily",
+    "sources": "Sources",
+    "campaigns": "Campaigns",
+}
 CHART_MAKES: Final = 10
 """The brand chart shows the makes with most images (the sheet lists them all)."""
 
@@ -26,7 +33,7 @@ def to_xlsx(report: WeeklyReport) -> bytes:
     bold = book.add_format({"bold": True})
     percent = book.add_format({"num_format": "0.0%"})
     tables = report.tables()
-    widths = {"summary": 26, "brands": 18, "daily": 14, "sources": 16}
+    widths = {"summary": 26, "brands": 18, "daily": 14, "sources": 16, "campaigns": 18}
     for key, title in SHEETS.items():
         header, rows = tables[key]
         sheet = book.add_worksheet(title)
@@ -34,7 +41,7 @@ def to_xlsx(report: WeeklyReport) -> bytes:
         sheet.write_row(0, 0, header, bold)
         for r, row in enumerate(rows, start=1):
             for c, value in enumerate(row):
-                is_share = key == "brands" and "share" in header[c] and "points" not in header[c]
+                is_share = key in ("brands", "campaigns") and "share" in header[c] and "points" not in header[c]
                 sheet.write(r, c, value, percent if is_share else None)
         sheet.freeze_panes(1, 0)
     _brand_chart(book, report, tables["brands"][0], len(tables["brands"][1]))

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine
+from sqlalchemy import text as sql
 
 from carspot.dashboards.report import weekly_report, wilson_interval
 from carspot.dashboards.report_pdf import to_pdf
@@ -42,9 +43,11 @@ def test_csv_tables_are_one_file_per_table_with_the_json_numbers(engine: Engine)
     data = json.loads(report.to_json())
     with zipfile.ZipFile(io.BytesIO(report.to_zip())) as archive:
         names = sorted(archive.namelist())
-        assert names == [f"{report.filename_stem}/{n}.csv" for n in ("brands", "daily", "sources", "summary")]
+        assert names == [
+            f"{report.filename_stem}/{n}.csv" for n in ("brands", "campaigns", "daily", "sources", "summary")
+        ]
         brands = list(csv.DictReader(io.StringIO(archive.read(names[0]).decode())))
-        summary = dict(csv.reader(io.StringIO(archive.read(names[3]).decode())))
+        summary = dict(csv.reader(io.StringIO(archive.read(names[4]).decode())))
     assert [(b["make"], int(b["images"]), float(b["share"])) for b in brands] == [
         (m["make"], m["images"], m["share"]) for m in data["makes"]
     ]
@@ -59,7 +62,7 @@ def test_xlsx_opens_with_openpyxl_and_holds_the_json_numbers(engine: Engine, tmp
     path = tmp_path / "weekly.xlsx"
     path.write_bytes(to_xlsx(report))
     book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["Summary", "Brands", "Daily", "Sources"]
+    assert book.sheetnames == ["Summary", "Brands", "Daily", "Sources", "Campaigns"]
     rows = list(book["Brands"].iter_rows(values_only=True))
     header, body = rows[0], rows[1:]
     assert [dict(zip(header, r, strict=True)) for r in body] == data["makes"]
@@ -70,6 +73,24 @@ def test_xlsx_opens_with_openpyxl_and_holds_the_json_numbers(engine: Engine, tmp
     assert summary["unidentified share"] == data["unidentified_share"]
     assert summary["posts"] == data["totals"]["posts"]
     assert len(book["Brands"]._charts) == 1 and len(book["Daily"]._charts) == 1  # native charts survive a read
+
+
+def test_campaigns_are_a_table_of_their_own_with_the_json_numbers(engine: Engine, tmp_path: Path) -> None:
+    fill_week(engine)
+    with engine.begin() as conn:
+        conn.execute(sql("UPDATE posts SET campaign = 'launch' WHERE post_id IN (SELECT min(post_id) FROM posts)"))
+    report = weekly_report(engine, week=WEEK, now=NOW)
+    campaigns = json.loads(report.to_json())["campaigns"]
+    assert {c["campaign"] for c in campaigns} == {"launch", None}
+    launch = next(c for c in campaigns if c["campaign"] == "launch")
+    assert launch["images_with_brand"] + launch["unidentified"] == 1
+    path = tmp_path / "weekly.xlsx"
+    path.write_bytes(to_xlsx(report))
+    rows = list(openpyxl.load_workbook(path)["Campaigns"].iter_rows(values_only=True))
+    assert rows[0] == ("campaign", "images_with_brand", "unidentified", "top_make", "top_make_share")
+    assert sorted((r[0], r[1], r[2]) for r in rows[1:]) == sorted(
+        (c["campaign"] or "(none)", c["images_with_brand"], c["unidentified"]) for c in campaigns
+    )
 
 
 def test_pdf_renders_to_a_non_blank_page(engine: Engine, tmp_path: Path) -> None:
