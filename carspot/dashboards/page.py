@@ -16,7 +16,7 @@ from typing import Final
 from urllib.parse import quote, urlsplit
 
 from carspot.dashboards.charts import CARS_COLOUR, IMAGES_COLOUR, POSTS_COLOUR, trend_svg
-from carspot.store.queries import BrandShare, Counts, DailyCount, RecentAnalysis
+from carspot.store.queries import BrandShare, Counts, DailyCount, MentionCount, RecentAnalysis
 
 MAX_SHARE_ROWS: Final = 12
 TEXT_SNIPPET: Final = 120
@@ -63,6 +63,8 @@ class DashboardView:
     user: str = ""
     role: str = "viewer"
     csrf: str = ""
+    mentions: Sequence[MentionCount] = ()
+    """Per make, the window's posts whose picture shows it, whose text names it, and both."""
     """The signed-in user's session CSRF token, sent back by the sign-out form."""
 
 
@@ -157,6 +159,29 @@ def _share_section(view: DashboardView) -> str:
         + foot
         + f'<p class="note">Share of the {_n(total)} images with a brand, by their most confident brand. '
         "Top-5 mentions: images whose five most likely brands include the make.</p></section>"
+    )
+
+
+def _mentions_section(view: DashboardView) -> str:
+    """Seen in the picture, named in the text, both: how far what people write and what they show agree."""
+    head = (
+        '<section class="card"><div class="card-head"><h2>Seen in the picture, named in the text</h2>'
+        f'<span class="muted">{escape(view.window.label)}</span></div>'
+    )
+    shown = sorted(view.mentions, key=lambda m: (-(m.seen + m.named), m.make))[:MAX_SHARE_ROWS]
+    if not shown:
+        return head + '<div class="empty">No post in this window shows or names a make yet.</div></section>'
+    rows = "".join(
+        f'<tr><td class="make"><a href="brands/{quote(m.make, safe="")}">{escape(m.make)}</a></td>'
+        f'<td class="num">{_n(m.seen)}</td><td class="num">{_n(m.named)}</td><td class="num">{_n(m.both)}</td></tr>'
+        for m in shown
+    )
+    return (
+        head + '<table class="share mentions"><thead><tr><th>Make</th><th class="num">Seen in the picture</th>'
+        '<th class="num">Named in the text</th><th class="num">Both</th></tr></thead><tbody>'
+        + rows
+        + '</tbody></table><p class="note">Posts whose picture shows the make (its brand share count), whose text '
+        "names it (hashtags, handles, brand and model names), and both.</p></section>"
     )
 
 
@@ -270,9 +295,11 @@ def render_dashboard(view: DashboardView) -> str:
 <p class="alltime">All time: {_n(t.posts)} posts · {_n(t.images)} images · {_n(t.analyses)} analyses ·
 {_n(t.regions)} car regions</p>
 {_share_section(view)}
+{_mentions_section(view)}
 {_trend_section(view)}
 {_feed_section(view)}
-<footer><span>Weekly report for {week}: <a href="reports/weekly.csv?week={week}">CSV</a> ·
+<footer><span>Weekly report for {week}: <a href="reports/weekly.xlsx?week={week}">Excel</a> ·
+<a href="reports/weekly.pdf?week={week}">PDF</a> · <a href="reports/weekly.zip?week={week}">CSV tables</a> ·
 <a href="reports/weekly.json?week={week}">JSON</a></span>
 <span>Page generated {view.now.strftime("%Y-%m-%d %H:%M")} UTC · <a href="openapi.json">API schema</a></span></footer>
 </main>

@@ -150,6 +150,7 @@ def create_app(
                 user=who.account.name,
                 role=who.account.role,
                 csrf=who.csrf or "",
+                mentions=mention_counts(conn, since=at - chosen.span, until=at, rank_text_mentions=rank_text_mentions),
             )
         csp = (
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "

@@ -9,6 +9,8 @@ import json
 import subprocess
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,11 @@ from sqlalchemy import text as sql
 from carspot.dashboards.report import weekly_report, wilson_interval
 from carspot.dashboards.report_pdf import to_pdf
 from carspot.dashboards.report_xlsx import to_xlsx
+from carspot.store.records import MentionRecord
+from carspot.store.writer import AnalysisStore
 
 from .conftest import NOW
-from .data import WEEK, fill_week
+from .data import WEEK, at, fill_week, post
 
 
 def test_wilson_interval_known_values() -> None:
@@ -126,3 +130,27 @@ def test_the_dashboard_serves_every_format(engine: Engine, make_client: Callable
     mentions = client.get("/api/mentions?since=2026-11-16&until=2026-11-23").json()
     assert mentions["rank_text_mentions"] is True
     assert all({"seen_in_picture", "named_in_text", "both"} <= set(m) for m in mentions["makes"])
+
+
+def test_the_dashboard_page_shows_seen_named_and_both_and_links_every_report_format(
+    engine: Engine, make_client: Callable[..., TestClient]
+) -> None:
+    fill_week(engine)
+    named_posts = [
+        replace(post("pM1", "A", at(0, 11)), mentions=(MentionRecord(make="bmw", via="hashtag"),)),
+        replace(post("pM2", "B", at(1, 13)), mentions=(MentionRecord(make="toyota", via="name"),)),
+    ]
+    AnalysisStore(engine).write_batch(posts=named_posts, analyses=[])
+    client = make_client(engine, role="viewer")
+    api = client.get(
+        "/api/mentions", params={"since": (NOW - timedelta(days=30)).isoformat(), "until": NOW.isoformat()}
+    )
+    named = [m for m in api.json()["makes"] if m["named_in_text"]]
+    assert {m["make"] for m in named} == {"bmw", "toyota"}
+    page = client.get("/?window=30d").text
+    assert "Seen in the picture, named in the text" in page
+    for m in named:
+        cells = f'{m["make"]}</a></td><td class="num">{m["seen_in_picture"]}</td><td class="num">{m["named_in_text"]}'
+        assert cells + f'</td><td class="num">{m["both"]}</td>' in page
+    for ext in ("xlsx", "pdf", "zip", "json"):
+        assert f"reports/weekly.{ext}?week=" in page
