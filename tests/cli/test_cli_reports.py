@@ -46,6 +46,7 @@ def test_report_weekly_in_every_format(tmp_path: Path) -> None:
     assert folder.returncode == 0, folder.stderr
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == [
         "brands.csv",
+        "campaigns.csv",
         "daily.csv",
         "sources.csv",
         "summary.csv",
