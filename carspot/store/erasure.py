@@ -1,9 +1,9 @@
 """Right to erasure: a post loses everything that ties it to a person, and every aggregate count stays.
 
 ``forget_posts`` replaces the post's id (the platform's id leads back to the person) by a random one, and blanks its
-author, text, URL and posting time; a thumbnail of it (the ``thumbnails`` table, when the store has one) is
-deleted. What stays is what the counts need: the source, when it was ingested, the image's SHA-256 (the link to the
-analysis of the picture) and the makes its text named (``post_mentions``, re-keyed with the post). So posts per
+author, text, URL and posting time; the thumbnail of its picture is deleted (the picture is the person's, even
+where another post shows it too). What stays is what the counts need: the source, when it was ingested, the
+image's SHA-256 (the link to the analysis of the picture) and the makes its text named (``post_mentions``, re-keyed with the post). So posts per
 day, brand share and "named in the text" are the same before and after. Each run is logged in ``erasures``:
 when, by whom, how many posts asked and found, never which posts nor what they said. See docs/mentions.md.
 """
@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, MetaData, Table, delete, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from carspot.store.engine import SQLITE_BEGIN_OPTION
-from carspot.store.tables import Erasure, Post, PostMention
+from carspot.store.tables import Erasure, Post, PostMention, Thumbnail
 
 FORGOTTEN_PREFIX = "forgotten:"
 """The ids of erased posts start with it, followed by a random UUID."""
-THUMBNAILS_TABLE = "thumbnails"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +46,7 @@ def forget_posts(engine: Engine, post_ids: Sequence[str], *, requested_by: str, 
             str(pid): str(sha)
             for pid, sha in conn.execute(select(Post.post_id, Post.image_sha256).where(Post.post_id.in_(wanted)))
         }
-        thumbnails = _delete_thumbnails(conn, post_ids=sorted(found), shas=sorted(set(found.values())))
+        thumbnails = _delete_thumbnails(conn, shas=sorted(set(found.values())))
         for old in sorted(found):
             new = FORGOTTEN_PREFIX + uuid.uuid4().hex
             conn.execute(
@@ -70,18 +69,11 @@ def forget_posts(engine: Engine, post_ids: Sequence[str], *, requested_by: str, 
     )
 
 
-def _delete_thumbnails(conn: Connection, *, post_ids: list[str], shas: list[str]) -> int:
-    """Delete the thumbnails of these posts (by post id, else by image) when the store keeps thumbnails."""
-    if not post_ids or THUMBNAILS_TABLE not in inspect(conn).get_table_names():
+def _delete_thumbnails(conn: Connection, *, shas: list[str]) -> int:
+    """Delete the thumbnails of these pictures; how many there were."""
+    if not shas:
         return 0
-    table = Table(THUMBNAILS_TABLE, MetaData(), autoload_with=conn)
-    if "post_id" in table.c:
-        result = conn.execute(delete(table).where(table.c.post_id.in_(post_ids)))
-    elif "image_sha256" in table.c:
-        result = conn.execute(delete(table).where(table.c.image_sha256.in_(shas)))
-    else:
-        raise RuntimeError(f"table {THUMBNAILS_TABLE!r} has neither post_id nor image_sha256: cannot erase from it")
-    return int(result.rowcount or 0)
+    return int(conn.execute(delete(Thumbnail).where(Thumbnail.image_sha256.in_(shas))).rowcount or 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select
 
 from carspot.store.erasure import FORGOTTEN_PREFIX, erasure_log, forget_posts
 from carspot.store.queries import brand_share, counts, daily_counts, mention_counts
 from carspot.store.records import MentionRecord
-from carspot.store.tables import Post, PostMention
+from carspot.store.tables import Post, PostMention, Thumbnail
 from carspot.store.writer import AnalysisStore
 from tests.store.data import T0, analysis, post
 
@@ -109,18 +109,18 @@ def test_forgetting_again_finds_nothing_and_is_still_logged(engine: Engine) -> N
     assert [e.posts_erased for e in erasure_log(engine)] == [1, 0]
 
 
-def test_forget_deletes_the_posts_thumbnails_when_the_store_keeps_them(engine: Engine) -> None:
+def test_forget_deletes_the_thumbnail_of_the_posts_picture(engine: Engine) -> None:
     _store(engine)
-    with engine.begin() as conn:  # the pictures branch's table, as far as forget needs it: a post id and bytes
+    with engine.begin() as conn:
+        shas = {str(p): str(s) for p, s in conn.execute(select(Post.post_id, Post.image_sha256))}
         conn.execute(
-            text(
-                "CREATE TABLE thumbnails (post_id TEXT PRIMARY KEY, jpeg BYTEA)".replace(
-                    "BYTEA", "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
-                )
-            )
+            insert(Thumbnail),
+            [
+                {"image_sha256": shas[p], "jpeg": b"\xff\xd8\xff", "width": 4, "height": 3, "created_at": T0}
+                for p in ("p1", "p2")
+            ],
         )
-        conn.execute(text("INSERT INTO thumbnails (post_id) VALUES ('p1'), ('p2')"))
     result = forget_posts(engine, ["p1"], requested_by="ops", now=T0)
     assert result.thumbnails_deleted == 1
     with engine.connect() as conn:
-        assert [r[0] for r in conn.execute(text("SELECT post_id FROM thumbnails"))] == ["p2"]
+        assert list(conn.execute(select(Thumbnail.image_sha256)).scalars()) == [shas["p2"]]
