@@ -1,11 +1,12 @@
 """Right to erasure: a post loses everything that ties it to a person, and every aggregate count stays.
 
 ``forget_posts`` replaces the post's id (the platform's id leads back to the person) by a random one, and blanks its
-author, text, URL and posting time; the thumbnail of its picture is deleted (the picture is the person's, even
-where another post shows it too). What stays is what the counts need: the source, when it was ingested, the
-image's SHA-256 (the link to the analysis of the picture) and the makes its text named (``post_mentions``, re-keyed with the post). So posts per
-day, brand share and "named in the text" are the same before and after. Each run is logged in ``erasures``:
-when, by whom, how many posts asked and found, never which posts nor what they said. See docs/mentions.md.
+author, text, URL and posting time; the thumbnail of its picture is deleted (the picture is the person's, even where
+another post shows it too). What stays is what the counts need: the source, when it was ingested, the image's
+SHA-256 (the link to the analysis of the picture) and the makes its text named (``post_mentions``, re-keyed with the
+post). So posts per day, brand share and "named in the text" are the same before and after. Each run is logged in
+``erasures``: when, by whom, how many posts asked and found, never which posts nor what they said. See
+docs/mentions.md.
 """
 
 from __future__ import annotations
