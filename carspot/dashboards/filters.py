@@ -50,7 +50,8 @@ class View:
         return replace(self, since=since, until=until)
 
 
-def _instant(name: str, value: str) -> datetime:
+def parse_instant(name: str, value: str) -> datetime:
+    """An ISO 8601 datetime with a timezone, or a date meaning 00:00 UTC; 422 otherwise (never guessed)."""
     raw = value.strip()
     try:
         if len(raw) == 10:
@@ -58,14 +59,16 @@ def _instant(name: str, value: str) -> datetime:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
         raise HTTPException(
-            422, f"{name} must be a date (2026-11-16) or an ISO 8601 datetime with a timezone"
+            status_code=422,
+            detail=f"{name} must be an ISO 8601 date (2026-11-16) or datetime with a timezone "
+            f"(2026-11-16T08:00:00Z), got {value!r}",
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise HTTPException(422, f"{name} must include a timezone (e.g. Z or +01:00), got {value!r}")
+        raise HTTPException(status_code=422, detail=f"{name} must include a timezone (e.g. Z or +01:00), got {value!r}")
     try:
         return parsed.astimezone(UTC)
-    except OverflowError:
-        raise HTTPException(422, f"{name} lies outside the supported dates") from None
+    except OverflowError:  # 0001-01-01T05:00+14:00 is before the first representable UTC instant
+        raise HTTPException(status_code=422, detail=f"{name} lies outside the supported dates, got {value!r}") from None
 
 
 def read_view(
@@ -82,9 +85,9 @@ def read_view(
     """The view the query asks for (``now`` ends a window given in days). Empty values (a form's "any") are
     absent values."""
     params: dict[str, str] = {}
-    end = _instant("until", until) if until else now
+    end = parse_instant("until", until) if until else now
     if since:
-        start = _instant("since", since)
+        start = parse_instant("since", since)
         params["since"] = since
         if until:
             params["until"] = until

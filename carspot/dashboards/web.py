@@ -27,7 +27,7 @@ import logging
 import secrets
 import time as timer
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import uvicorn
@@ -41,6 +41,7 @@ from carspot.dashboards.accounts import Accounts
 from carspot.dashboards.auth import UNAVAILABLE_PAGE as _UNAVAILABLE_PAGE
 from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
 from carspot.dashboards.brands import add_brand_routes
+from carspot.dashboards.filters import parse_instant
 from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
 from carspot.store.queries import (
@@ -356,27 +357,6 @@ def serve(
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
         log.info("dashboard stopped by SIGINT")
-
-
-def parse_instant(name: str, value: str) -> datetime:
-    """An ISO 8601 datetime with a timezone, or a date meaning 00:00 UTC; 422 otherwise (never guessed)."""
-    raw = value.strip()
-    try:
-        if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time.min, tzinfo=UTC)
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise HTTPException(
-            status_code=422,
-            detail=f"{name} must be an ISO 8601 date (2026-11-16) or datetime with a timezone "
-            f"(2026-11-16T08:00:00Z), got {value!r}",
-        ) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise HTTPException(status_code=422, detail=f"{name} must include a timezone (e.g. Z or +01:00), got {value!r}")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T05:00+14:00 is before the first representable UTC instant
-        raise HTTPException(status_code=422, detail=f"{name} lies outside the supported dates, got {value!r}") from None
 
 
 def _window(
