@@ -12,7 +12,9 @@ Two ways to run:
 rate with N workers / (N × rate with 1), from the median rates. Each worker runs in its own session whose
 autogroup gets the weight of nice -15 (the machine is shared). Also printed: ingest→stored latency (p50/p95),
 time per worker stage, the workers' CPU seconds per image over the timed window, which partitions each worker
-held, and their peak RSS. Needs `carspot services up`. Asserts nothing.
+held, and their peak RSS. Post ids are spread evenly over the partitions unless ``--keys hashed`` (a short run's
+hashed ids split unevenly, which caps the speed-up: `harness.balanced_post_id`). Needs `carspot services up`.
+Asserts nothing.
 
     .venv/bin/python bench/pipeline.py --posts 1000 --workers 1,2 --threads 1 --prefill [--repeat 3] [--json]
 """
@@ -231,6 +233,13 @@ def main() -> None:
         metavar="CARSPOT_X=V",
         help="a setting for the workers, e.g. CARSPOT_BATCH_MAX_MESSAGES=64 (repeatable)",
     )
+    parser.add_argument(
+        "--keys",
+        choices=["balanced", "hashed"],
+        default="balanced",
+        help="post ids spread evenly over the partitions (the steady state of a large volume; default) or plain "
+        "ids whose hashes split a short run unevenly (harness.balanced_post_id)",
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
@@ -238,7 +247,12 @@ def main() -> None:
     settings = Settings.load()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        jsonl = make_posts(Path(tmp), settings.shared_dir / "data" / "scenes", args.posts)
+        jsonl = make_posts(
+            Path(tmp),
+            settings.shared_dir / "data" / "scenes",
+            args.posts,
+            partitions=args.partitions if args.keys == "balanced" else None,
+        )
         prefilled = prefill(settings, jsonl, args) if args.prefill else None
         try:
             for _ in range(args.repeat):
