@@ -569,6 +569,13 @@ class Analysis:
     def mode_for(self, post: Post) -> str:
         return post.mode or self._default_mode
 
+    def serving(self) -> tuple[str, str, str]:
+        """(brand model version, mode, detector) of the default mode as it stands (the version is asked of the
+        classifier source, which a promotion swaps): what a worker reports before its first image."""
+        runner = self.runner(self._default_mode)
+        version = runner.classifier().version if runner.classifier is not None else DETECTOR_ONLY_VERSION
+        return version, self._default_mode, runner.detector
+
     def runner(self, mode: str) -> ModeRunner:
         runner = self._modes.get(mode)
         if runner is None:

@@ -64,11 +64,11 @@ ONNX_FILE: Final = "classifier.onnx"
 TENSORFLOW_WEIGHTS: Final = "tensorflow_weights"
 ONNX_MODEL: Final = "onnx"
 CAR_HEAD: Final = "car_head"
-CAR_BRANCH: Final = "car_branch"
-"""Manifest key: the version's car check runs on a frozen ImageNet branch of its own (from the block it names),
-not on the fine-tuned brand features; serving reads its pooled features from the model's ``car_features``
-output."""
 """Manifest key of the car head's fitted scale (`carspot.classifier.car_scale`): ``{"logit_scale", ...}``."""
+CAR_BRANCH: Final = "car_branch"
+"""Manifest key: the version's car check runs on a frozen ImageNet branch of its own (``input_downscale``: on a
+copy of the crop that many times smaller), not on the fine-tuned brand features; serving reads the branch's
+pooled features from the model's ``pooled`` output."""
 SERVED_FILES: Final = (TENSORFLOW_WEIGHTS, ONNX_MODEL)
 """Manifest keys of the files a version may ship beside ``model_file``: ``{"file", "sha256", "size_bytes",
 "precision", ...}`` each; versions released before one existed have none and serve on what they have."""

@@ -39,6 +39,8 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     analysis = load_analysis(s)
+    version, mode, detector = analysis.serving()
+    metrics.model(version=version, mode=mode, detector=detector)  # known before the first image, for ops
     store = open_store(url, mode_for=analysis.mode_for)
     source = KafkaPostSource(
         bootstrap=s.kafka_bootstrap,

@@ -86,6 +86,15 @@ def test_detector_mode_classifies_each_box_in_one_batch_and_ranks_the_image_top5
     assert record.model_version == "fake-1" and record.detector == "two" and record.mode == "detector"
 
 
+def test_what_the_default_mode_serves_is_known_before_any_image() -> None:
+    model = SizeClassifier()
+    runner = detector_mode(**NO_FLOOR, detect=two_cars, detector_name="two", classifier=lambda: model)
+    analysis = Analysis(modes={"detector": runner}, default_mode="detector")
+    assert analysis.serving() == ("fake-1", "detector", "two")
+    model.version = "fake-2"  # a promotion swaps the model behind the source
+    assert analysis.serving() == ("fake-2", "detector", "two") and model.calls == []
+
+
 def test_detector_mode_without_cars_has_no_brands_and_does_not_call_the_classifier() -> None:
     model = SizeClassifier()
     runner = detector_mode(

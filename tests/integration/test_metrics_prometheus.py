@@ -94,6 +94,14 @@ def test_prometheus_reads_carspot_series_from_a_running_worker_and_ingest(
         url = server.url
         base = f"http://127.0.0.1:{push_port}"
         wait_healthy(base, processes[1], logs[1])
+        before = wait_for(
+            "the worker's model version, before any picture",
+            lambda: prometheus.query(url, "carspot_worker_model_info"),
+            timeout_s=180,
+            logs=logs,
+        )
+        assert [m["metric"]["version"] for m in before] == [current_version(REPO / "models")]
+        assert value(url, "sum(carspot_worker_messages_read_total)") in (None, 0.0)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         for n, name in enumerate(PICTURES):
             files = {"image": (name, (scenes_dir / name).read_bytes(), "application/octet-stream")}
