@@ -30,6 +30,12 @@ def days_label(days: int) -> str:
     return "last 24 hours" if days == 1 else f"last {days} days"
 
 
+def _with(values: Sequence[str], chosen: str | None) -> list[str]:
+    """The menu's values, and the chosen one even when the store holds no post of it (yet), so the form shows
+    the view the URL asks for."""
+    return [*values, chosen] if chosen and chosen not in values else list(values)
+
+
 def _select(name: str, label: str, options: Sequence[tuple[str, str]], chosen: str | None) -> str:
     items = "".join(
         f'<option value="{escape(v)}"{" selected" if v == (chosen or "") else ""}>{escape(text)}</option>'
@@ -55,8 +61,8 @@ def filter_form(
         day_options.append((days, days_label(int(days))))
     if not days:
         day_options.append(("", "custom (since/until)"))
-    sources = [("", "any source")] + [(s, s) for s in facets.sources]
-    campaigns = [("", "any campaign")] + [(c, c) for c in facets.campaigns]
+    sources = [("", "any source")] + [(s, s) for s in _with(facets.sources, p.get("source"))]
+    campaigns = [("", "any campaign")] + [(c, c) for c in _with(facets.campaigns, p.get("campaign"))]
     modes = [("", "any mode")] + [(m, m) for m in MODES]
     confidence = p.get("min_confidence", "")
     return (
