@@ -357,7 +357,7 @@ h1{margin:0;font-size:20px;letter-spacing:.2px}.tagline{color:#9ca3af;font-size:
 .tabs{display:flex;background:#1f2937;border-radius:8px;padding:3px}
 .tabs a{color:#d1d5db;padding:6px 14px;border-radius:6px;font-size:13px}
 .tabs a.active{background:#f9fafb;color:#111827;font-weight:600}.tabs a:hover{text-decoration:none}
-.kpis{display:grid;grid-template-columns:repeat(4,1fr);gap:16px}
+.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:16px}
 .kpi{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:14px 16px;
 border-top:3px solid var(--accent)}
 .kpi-label{color:#6b7280;font-size:12px;text-transform:uppercase;letter-spacing:.6px}
