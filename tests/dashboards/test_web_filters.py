@@ -193,6 +193,9 @@ def test_the_form_and_the_older_window_addresses_give_the_same_view(home: TestCl
         home, days="", since="2026-11-16", until="2026-11-17", source="", campaign="", mode="", min_confidence=""
     )
     assert kpis(form) == kpis(page(home, since="2026-11-16", until="2026-11-17"))
+    # The brand pages read the same form the same way (an empty window was once refused there).
+    brand = home.get("/api/brands/Toyota", params={"days": "", "since": "2026-11-16", "until": "2026-11-17"})
+    assert brand.status_code == 200 and brand.json()["images"] == 1
     assert kpis(page(home, window="30d")) == kpis(page(home, days="30"))
     assert kpis(page(home, window="24h")) == {"posts": 0, "images": 0, "cars": 0, "branded": 0, "unidentified": 0}
 
