@@ -55,6 +55,7 @@ class DashboardView:
     user: str = ""
     role: str = "viewer"
     csrf: str = ""
+    """The signed-in user's session CSRF token, sent back by the sign-out form."""
     unidentified: int = 0
     """The window's images whose latest analysis found a car but no confident make (for these filters)."""
     mentions: Sequence[MentionCount] = ()
@@ -316,7 +317,7 @@ def render_dashboard(view: DashboardView) -> str:
         for d in TAB_DAYS
     )
     t = view.totals
-    alltime = "All time, these sources, campaigns and modes" if _narrowed(view.view) else "All time"
+    alltime = "All time, for this source, campaign and mode" if _narrowed(view.view) else "All time"
     week = escape(view.report_week)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -141,7 +141,7 @@ def test_source_campaign_mode_and_confidence_each_change_the_numbers(
     assert mentions(launch) == {"Toyota": (1, 1, 1)}
     assert feed(launch) == shas("T2")
     assert trend_images(launch) == {"2026-11-20": 1}
-    assert "All time, these sources, campaigns and modes: 1 posts · 1 images · 1 analyses" in launch
+    assert "All time, for this source, campaign and mode: 1 posts · 1 images · 1 analyses" in launch
 
     folder = page(client, source="folder")
     assert kpis(folder) == {"posts": 3, "images": 3, "cars": 3, "branded": 2, "unidentified": 1}
