@@ -15,15 +15,14 @@ from typing import Final
 from urllib.parse import quote
 
 from carspot.dashboards.brand_figures import BrandFigures, Period
-from carspot.dashboards.filters import DEFAULT_DAYS, View
+from carspot.dashboards.filter_form import filter_form
+from carspot.dashboards.filters import View
 from carspot.dashboards.intervals import Interval, wilson
 from carspot.dashboards.page import _CSS as DASHBOARD_CSS
 from carspot.dashboards.page import safe_url
 from carspot.store.queries import BrandImage, DailyBrands, Facets
 
 LINE_COLOURS: Final = ("#4f46e5", "#f59e0b", "#10b981", "#ef4444", "#0891b2")
-MODES: Final = ("standard", "region-search", "detector")
-DAY_CHOICES: Final = (7, 14, 28, 90)
 _W, _H = 1000, 240
 _L, _R, _T, _B = 52, 12, 14, 30
 
@@ -59,42 +58,6 @@ def _pct(value: float) -> str:
 
 def _interval(interval: Interval | None) -> str:
     return "—" if interval is None else f"{_pct(interval.low)} – {_pct(interval.high)}"
-
-
-def _select(name: str, label: str, options: Sequence[tuple[str, str]], chosen: str | None) -> str:
-    items = "".join(
-        f'<option value="{escape(v)}"{" selected" if v == (chosen or "") else ""}>{escape(text)}</option>'
-        for v, text in options
-    )
-    return f'<label>{escape(label)}<select name="{name}" id="f-{name}">{items}</select></label>'
-
-
-def filter_form(view: View, facets: Facets, *, extra: str = "") -> str:
-    """The filters as a GET form: applying it makes the URL that shares the view."""
-    p = view.params
-    days = p.get("days", "" if "since" in p else str(DEFAULT_DAYS))
-    day_options = [(str(d), f"last {d} days") for d in DAY_CHOICES]
-    if days and days not in {v for v, _ in day_options}:
-        day_options.append((days, f"last {days} days"))
-    if not days:
-        day_options.append(("", "custom (since/until)"))
-    sources = [("", "any source")] + [(s, s) for s in facets.sources]
-    campaigns = [("", "any campaign")] + [(c, c) for c in facets.campaigns]
-    modes = [("", "any mode")] + [(m, m) for m in MODES]
-    confidence = p.get("min_confidence", "")
-    return (
-        '<form class="filters card" method="get" id="filters">'
-        + extra
-        + _select("days", "Window", day_options, days)
-        + f'<label>Since<input type="date" name="since" value="{escape(p.get("since", "")[:10])}"></label>'
-        + f'<label>Until<input type="date" name="until" value="{escape(p.get("until", "")[:10])}"></label>'
-        + _select("source", "Source", sources, p.get("source"))
-        + _select("campaign", "Campaign", campaigns, p.get("campaign"))
-        + _select("mode", "Mode", modes, p.get("mode"))
-        + f'<label>Min. confidence<input type="number" name="min_confidence" id="f-min_confidence" min="0" max="1"'
-        f' step="0.05" value="{escape(confidence)}" placeholder="0.0"></label>'
-        + '<button type="submit" id="apply">Apply</button></form>'
-    )
 
 
 def _kpi(ident: str, label: str, value: str, sub: str) -> str:
@@ -385,14 +348,6 @@ def render_compare(page: CompareView, *, base: str) -> str:
 
 _CSS: Final = """
 .top a{color:#c7d2fe}
-.filters{display:flex;flex-wrap:wrap;gap:10px 14px;align-items:flex-end}
-.filters label{display:flex;flex-direction:column;font-size:11px;text-transform:uppercase;letter-spacing:.5px;
-color:#6b7280;gap:3px}
-.filters label.wide{flex:1 1 260px}
-.filters select,.filters input{font:inherit;font-size:13px;padding:5px 7px;border:1px solid #d1d5db;border-radius:6px;
-background:#fff;color:#111827;text-transform:none;letter-spacing:0}
-.filters button{font:inherit;font-weight:600;padding:6px 16px;border:0;border-radius:6px;background:#4f46e5;
-color:#fff;cursor:pointer}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:16px}
 .shot{margin:0;display:flex;gap:10px;flex-direction:column}
 .frame{position:relative;width:100%;background:#f3f4f6;border-radius:6px;overflow:hidden}

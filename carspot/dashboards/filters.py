@@ -74,7 +74,7 @@ def parse_instant(name: str, value: str) -> datetime:
 def read_view(
     *,
     now: datetime,
-    days: int | None,
+    days: int | str | None,
     since: str | None,
     until: str | None,
     source: str | None,
@@ -85,6 +85,7 @@ def read_view(
     """The view the query asks for (``now`` ends a window given in days). Empty values (a form's "any") are
     absent values."""
     params: dict[str, str] = {}
+    days = _days(days)
     end = parse_instant("until", until) if until else now
     if since:
         start = parse_instant("since", since)
@@ -93,8 +94,6 @@ def read_view(
             params["until"] = until
     else:
         span = days if days is not None else DEFAULT_DAYS
-        if not 1 <= span <= MAX_DAYS:
-            raise HTTPException(422, f"days must be in 1..{MAX_DAYS}, got {span}")
         try:
             start = end - timedelta(days=span)
         except OverflowError:
@@ -122,6 +121,19 @@ def read_view(
     return View(since=start, until=end, filters=filters, params=params)
 
 
+def _days(value: int | str | None) -> int | None:
+    """A whole number of days in 1..MAX_DAYS, or None (absent or empty: the form's "custom" window)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise HTTPException(422, f"days must be a whole number in 1..{MAX_DAYS}, got {value!r}") from None
+    if not 1 <= parsed <= MAX_DAYS:
+        raise HTTPException(422, f"days must be in 1..{MAX_DAYS}, got {value!r}")
+    return parsed
+
+
 def _confidence(value: str | None) -> float | None:
     if value is None or not value.strip():
         return None
@@ -134,7 +146,10 @@ def _confidence(value: str | None) -> float | None:
     return parsed or None
 
 
-DaysParam = Annotated[int | None, Query(description=f"the last N days (1..{MAX_DAYS}); default {DEFAULT_DAYS}")]
+DaysParam = Annotated[
+    str | None, Query(max_length=8, description=f"the last N days (1..{MAX_DAYS}); default {DEFAULT_DAYS}")
+]
+"""A string, read by :func:`read_view`: the form's "custom (since/until)" choice sends it empty."""
 SinceParam = Annotated[str | None, Query(description="window start: a date (UTC) or ISO 8601 with a timezone")]
 UntilParam = Annotated[str | None, Query(description="window end (exclusive); default now")]
 SourceParam = Annotated[str | None, Query(max_length=512, description="posts of this source only")]

@@ -10,38 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import escape
 from typing import Final
 from urllib.parse import quote, urlsplit
 
 from carspot.dashboards.charts import CARS_COLOUR, IMAGES_COLOUR, POSTS_COLOUR, trend_svg
-from carspot.store.queries import BrandShare, Counts, DailyCount, MentionCount, RecentAnalysis
+from carspot.dashboards.filter_form import FILTERS_CSS, days_label, filter_form
+from carspot.dashboards.filters import View
+from carspot.store.queries import BrandShare, Counts, DailyCount, Facets, MentionCount, RecentAnalysis
 
 MAX_SHARE_ROWS: Final = 12
 TEXT_SNIPPET: Final = 120
 SHA_PREFIX: Final = 12
 
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A dashboard time window: brand share and the headline figures cover ``span`` up to now."""
-
-    key: str
-    label: str
-    span: timedelta
-    trend_days: int
-
-
-WINDOWS: Final = {
-    w.key: w
-    for w in (
-        Window("24h", "Last 24 hours", timedelta(hours=24), 7),
-        Window("7d", "Last 7 days", timedelta(days=7), 14),
-        Window("30d", "Last 30 days", timedelta(days=30), 30),
-    )
-}
-DEFAULT_WINDOW: Final = "7d"
+TAB_DAYS: Final = (1, 7, 30)
+"""The window tabs: the last 24 hours, 7 days, 30 days (``days=1|7|30``, every other filter kept)."""
+HOME_DAYS: Final = 7
+"""The dashboard's window when the URL names none (its links then say ``days=7``, so a brand page they lead to
+shows the same window, whose own default is 14 days)."""
+FORM_DAYS: Final = (1, 7, 14, 30, 90)
+LEGACY_WINDOWS: Final = {"24h": 1, "7d": 7, "30d": 30}
+"""``?window=24h|7d|30d``, the tabs' addresses before the filters: still read, as ``days=``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +40,9 @@ class DashboardView:
 
     title: str
     now: datetime
-    window: Window
+    view: View
+    """The window and filters every figure below was computed with, and the parameters its links keep."""
+    facets: Facets
     totals: Counts
     window_days: Sequence[DailyCount]
     shares: Sequence[BrandShare]
@@ -63,9 +55,32 @@ class DashboardView:
     user: str = ""
     role: str = "viewer"
     csrf: str = ""
+    """The signed-in user's session CSRF token, sent back by the sign-out form."""
+    unidentified: int = 0
+    """The window's images whose latest analysis found a car but no confident make (for these filters)."""
     mentions: Sequence[MentionCount] = ()
     """Per make, the window's posts whose picture shows it, whose text names it, and both."""
-    """The signed-in user's session CSRF token, sent back by the sign-out form."""
+
+
+def window_label(view: View) -> str:
+    """``Last 7 days``, ``7 days to 2026-11-20 00:00 UTC`` or ``2026-11-16 00:00 – 2026-11-23 00:00 UTC``."""
+    p = view.params
+    if "since" in p:
+        return f"{view.since.strftime('%Y-%m-%d %H:%M')} – {view.until.strftime('%Y-%m-%d %H:%M')} UTC"
+    days = int(p.get("days", HOME_DAYS))
+    if "until" in p:
+        return f"{'24 hours' if days == 1 else f'{days} days'} to {view.until.strftime('%Y-%m-%d %H:%M')} UTC"
+    return days_label(days).capitalize()
+
+
+def _narrowed(view: View) -> bool:
+    f = view.filters
+    return f.source is not None or f.campaign is not None or f.mode is not None
+
+
+def _brand_href(make: str, view: View) -> str:
+    """The brand page of ``make`` in the same view (escaped for an attribute)."""
+    return escape(f"brands/{quote(make, safe='')}?{view.query()}")
 
 
 def safe_url(url: str | None) -> str | None:
@@ -94,9 +109,9 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _kpi(label: str, value: str, sub: str, accent: str) -> str:
+def _kpi(label: str, value: str, sub: str, accent: str, *, ident: str) -> str:
     return (
-        f'<div class="kpi" style="--accent:{accent}"><div class="kpi-label">{escape(label)}</div>'
+        f'<div class="kpi" id="{ident}" style="--accent:{accent}"><div class="kpi-label">{escape(label)}</div>'
         f'<div class="kpi-value">{escape(value)}</div><div class="kpi-sub">{escape(sub)}</div></div>'
     )
 
@@ -106,25 +121,29 @@ def _kpis(view: DashboardView) -> str:
     images = sum(d.images_analyzed for d in view.window_days)
     cars = sum(d.cars for d in view.window_days)
     branded = sum(s.images for s in view.shares)
-    unidentified = sum(d.unidentified for d in view.window_days)
     per_image = f"{cars / images:.2f} cars per image" if images else "no images analysed yet"
     branded_sub = f"{_pct(branded / images)} of images analysed" if images and branded else "awaiting brand classifier"
-    label = view.window.label.lower()
+    label = window_label(view.view)
+    label = label[0].lower() + label[1:]
+    doubt = "a car, no confident make: not in brand share"
+    if view.view.filters.min_confidence:
+        doubt = f"a car, best make below {view.view.filters.min_confidence:g} or not confident: not in brand share"
     return (
         '<section class="kpis">'
-        + _kpi("Posts ingested", _n(posts), label, POSTS_COLOUR)
-        + _kpi("Images analysed", _n(images), label, IMAGES_COLOUR)
-        + _kpi("Cars detected", _n(cars), per_image, CARS_COLOUR)
-        + _kpi("Images with a brand", _n(branded), branded_sub, "#10b981")
-        + _kpi("Unidentified cars", _n(unidentified), "a car, no confident make: not in brand share", "#9ca3af")
+        + _kpi("Posts ingested", _n(posts), label, POSTS_COLOUR, ident="kpi-posts")
+        + _kpi("Images analysed", _n(images), label, IMAGES_COLOUR, ident="kpi-images")
+        + _kpi("Cars detected", _n(cars), per_image, CARS_COLOUR, ident="kpi-cars")
+        + _kpi("Images with a brand", _n(branded), branded_sub, "#10b981", ident="kpi-branded")
+        + _kpi("Unidentified cars", _n(view.unidentified), doubt, "#9ca3af", ident="kpi-unidentified")
         + "</section>"
     )
 
 
 def _share_section(view: DashboardView) -> str:
     head = (
-        '<section class="card"><div class="card-head"><h2>Brand share</h2>'
-        f'<span class="muted">{escape(view.window.label)}</span></div>'
+        '<section class="card" id="brand-share"><div class="card-head"><h2>Brand share</h2>'
+        f'<span class="muted">{escape(window_label(view.view))} · <a href="compare?{escape(view.view.query())}">'
+        "compare makes</a></span></div>"
     )
     if not view.shares:
         return (
@@ -139,7 +158,7 @@ def _share_section(view: DashboardView) -> str:
         width = 100 * s.images / leader
         mention = s.top5_images / total if total else 0.0
         rows.append(
-            f'<tr><td class="rank">{i}</td><td class="make"><a href="brands/{quote(s.make, safe="")}">'
+            f'<tr><td class="rank">{i}</td><td class="make"><a href="{_brand_href(s.make, view.view)}">'
             f"{escape(s.make)}</a></td>"
             f'<td class="barcell"><div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
             f'<td class="num strong">{_pct(s.share)}</td><td class="num">{_n(s.images)}</td>'
@@ -165,14 +184,14 @@ def _share_section(view: DashboardView) -> str:
 def _mentions_section(view: DashboardView) -> str:
     """Seen in the picture, named in the text, both: how far what people write and what they show agree."""
     head = (
-        '<section class="card"><div class="card-head"><h2>Seen in the picture, named in the text</h2>'
-        f'<span class="muted">{escape(view.window.label)}</span></div>'
+        '<section class="card" id="mentions"><div class="card-head"><h2>Seen in the picture, named in the text</h2>'
+        f'<span class="muted">{escape(window_label(view.view))}</span></div>'
     )
     shown = sorted(view.mentions, key=lambda m: (-(m.seen + m.named), m.make))[:MAX_SHARE_ROWS]
     if not shown:
         return head + '<div class="empty">No post in this window shows or names a make yet.</div></section>'
     rows = "".join(
-        f'<tr><td class="make"><a href="brands/{quote(m.make, safe="")}">{escape(m.make)}</a></td>'
+        f'<tr><td class="make"><a href="{_brand_href(m.make, view.view)}">{escape(m.make)}</a></td>'
         f'<td class="num">{_n(m.seen)}</td><td class="num">{_n(m.named)}</td><td class="num">{_n(m.both)}</td></tr>'
         for m in shown
     )
@@ -187,7 +206,12 @@ def _mentions_section(view: DashboardView) -> str:
 
 def _trend_section(view: DashboardView) -> str:
     days = view.trend
-    label = f"Daily activity, last {len(days)} days (UTC, today so far)"
+    if not days:
+        label = "Daily activity"
+    elif "until" in view.view.params:
+        label = f"Daily activity, {len(days)} UTC days, {days[0].day.isoformat()} to {days[-1].day.isoformat()}"
+    else:
+        label = f"Daily activity, last {len(days)} days (UTC, today so far)"
     legend = "".join(
         f'<span class="legend-item"><i style="background:{c}"></i>{escape(n)}</span>'
         for n, c in (("Posts", POSTS_COLOUR), ("Images analysed", IMAGES_COLOUR), ("Cars detected", CARS_COLOUR))
@@ -198,8 +222,9 @@ def _trend_section(view: DashboardView) -> str:
         for d in reversed(days)
     )
     return (
-        f'<section class="card"><div class="card-head"><h2>Daily trend</h2><span class="muted">{escape(label)}'
-        f'</span></div><div class="legend">{legend}</div>{trend_svg(days, label=label)}'
+        '<section class="card" id="trend"><div class="card-head"><h2>Daily trend</h2>'
+        f'<span class="muted">{escape(label)}</span></div><div class="legend">{legend}</div>'
+        f"{trend_svg(days, label=label)}"
         '<details><summary>Show as table</summary><table class="days"><thead><tr><th>Day</th>'
         '<th class="num">Posts</th><th class="num">Images analysed</th><th class="num">Cars</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></details></section>"
@@ -248,6 +273,13 @@ def _feed_thumbnail(a: RecentAnalysis) -> str:
     )
 
 
+def feed_source(view: DashboardView) -> str:
+    """The address the live feed refreshes from: ``api/recent`` in the page's window, source, campaign and mode
+    (the feed lists every analysis, so the minimum confidence is not sent)."""
+    query = view.view.query(min_confidence=None)
+    return f"api/recent?limit={view.feed_limit}" + (f"&{query}" if query else "")
+
+
 def _feed_section(view: DashboardView) -> str:
     rows = "".join(feed_row(a) for a in view.recent) or _EMPTY_FEED
     return (
@@ -255,7 +287,7 @@ def _feed_section(view: DashboardView) -> str:
         f'<span id="feed-status" class="live ok">Live · refreshes every {view.refresh_seconds} s</span></div>'
         '<table class="feed"><thead><tr><th>Analysed (UTC)</th><th>Image</th><th>Post</th>'
         '<th class="num">Cars</th><th>Top-5 brands</th></tr></thead>'
-        f'<tbody id="feed-body" data-src="api/recent?limit={view.feed_limit}" '
+        f'<tbody id="feed-body" data-src="{escape(feed_source(view))}" '
         f'data-refresh="{view.refresh_seconds}">{rows}</tbody></table></section>'
     )
 
@@ -277,11 +309,15 @@ def _account(view: DashboardView) -> str:
 
 def render_dashboard(view: DashboardView) -> str:
     """The whole page."""
+    p = view.view.params
+    relative = "since" not in p and "until" not in p
     tabs = "".join(
-        f'<a href="?window={w.key}" class="{"active" if w.key == view.window.key else ""}">{escape(w.label)}</a>'
-        for w in WINDOWS.values()
+        f'<a href="?{escape(view.view.query(days=str(d), since=None, until=None))}" '
+        f'class="{"active" if relative and p.get("days") == str(d) else ""}">{escape(days_label(d).capitalize())}</a>'
+        for d in TAB_DAYS
     )
     t = view.totals
+    alltime = "All time, for this source, campaign and mode" if _narrowed(view.view) else "All time"
     week = escape(view.report_week)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -291,8 +327,9 @@ def render_dashboard(view: DashboardView) -> str:
 <div class="tagline">Car brands in social-media images</div></div>
 <nav class="tabs" aria-label="Time window">{tabs}</nav>{_account(view)}</div></header>
 <main class="wrap">
+{filter_form(view.view, view.facets, day_choices=FORM_DAYS, default_days=HOME_DAYS)}
 {_kpis(view)}
-<p class="alltime">All time: {_n(t.posts)} posts · {_n(t.images)} images · {_n(t.analyses)} analyses ·
+<p class="alltime" id="alltime">{alltime}: {_n(t.posts)} posts · {_n(t.images)} images · {_n(t.analyses)} analyses ·
 {_n(t.regions)} car regions</p>
 {_share_section(view)}
 {_mentions_section(view)}
@@ -308,7 +345,8 @@ def render_dashboard(view: DashboardView) -> str:
 """
 
 
-_CSS: Final = """
+_CSS: Final = (
+    """
 *{box-sizing:border-box}
 body{margin:0;background:#f4f6fa;color:#1f2937;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
 "Helvetica Neue",Arial,sans-serif}
@@ -320,7 +358,7 @@ h1{margin:0;font-size:20px;letter-spacing:.2px}.tagline{color:#9ca3af;font-size:
 .tabs{display:flex;background:#1f2937;border-radius:8px;padding:3px}
 .tabs a{color:#d1d5db;padding:6px 14px;border-radius:6px;font-size:13px}
 .tabs a.active{background:#f9fafb;color:#111827;font-weight:600}.tabs a:hover{text-decoration:none}
-.kpis{display:grid;grid-template-columns:repeat(4,1fr);gap:16px}
+.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:16px}
 .kpi{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:14px 16px;
 border-top:3px solid var(--accent)}
 .kpi-label{color:#6b7280;font-size:12px;text-transform:uppercase;letter-spacing:.6px}
@@ -369,6 +407,8 @@ font:inherit;cursor:pointer}
 footer{display:flex;justify-content:space-between;color:#6b7280;font-size:12px;padding:4px 2px 28px}
 @media (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.barcell{width:30%}}
 """
+    + FILTERS_CSS
+)
 
 _SCRIPT: Final = """
 (function () {

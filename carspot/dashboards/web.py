@@ -3,11 +3,14 @@
 Routes (every one but ``/healthz`` and ``/login`` needs a signed-in user or, under ``/api/`` and ``/reports/``,
 an API token: see :mod:`carspot.dashboards.auth`)::
 
-    GET /                          the dashboard page (?window=24h|7d|30d)
+    GET /                          the dashboard page, with the filters of carspot.dashboards.filters
+                                   (?days=&since=&until=&source=&campaign=&mode=&min_confidence=; default the
+                                   last 7 days; the older ?window=24h|7d|30d still means days=1|7|30)
     GET /api/summary               row counts and the last 24 hours
     GET /api/brand-share           ?since=&until=&mode=   (default: the last 7 days)
     GET /api/daily                 ?since=&until=&mode=   (default: the last 7 UTC days)
     GET /api/recent                ?limit=                (1..200; larger values are capped)
+                                   &days=&since=&until=&source=&campaign=&mode=  (the dashboard's feed)
     GET /reports/weekly.csv|.json|.zip|.xlsx|.pdf  ?week=2026-W47&mode=   (default: the last complete ISO week;
                                    .zip = one CSV per table, .csv = the old one-table export)
     GET /healthz                   SELECT 1 on the database: 200, or 503 when it cannot be reached
@@ -41,8 +44,19 @@ from carspot.dashboards.accounts import Accounts
 from carspot.dashboards.auth import UNAVAILABLE_PAGE as _UNAVAILABLE_PAGE
 from carspot.dashboards.auth import AuthOptions, csrf_protect, install_auth, is_api_path, principal
 from carspot.dashboards.brands import add_brand_routes
-from carspot.dashboards.filters import parse_instant
-from carspot.dashboards.page import DEFAULT_WINDOW, WINDOWS, DashboardView, render_dashboard
+from carspot.dashboards.filters import (
+    CampaignParam,
+    ConfidenceParam,
+    DaysParam,
+    ModeParam,
+    SinceParam,
+    SourceParam,
+    UntilParam,
+    View,
+    parse_instant,
+    read_view,
+)
+from carspot.dashboards.page import HOME_DAYS, LEGACY_WINDOWS, DashboardView, render_dashboard
 from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_week, weekly_report
 from carspot.store.queries import (
     BrandShare,
@@ -51,7 +65,9 @@ from carspot.store.queries import (
     brand_share,
     counts,
     daily_counts,
+    facets,
     mention_counts,
+    unidentified_images,
 )
 from carspot.store.queries import recent_analyses as query_recent
 
@@ -63,6 +79,9 @@ DEFAULT_RECENT: Final = 20
 FEED_ROWS: Final = 20
 MAX_WINDOW: Final = timedelta(days=366)
 DEFAULT_API_WINDOW: Final = timedelta(days=7)
+TREND_MIN_DAYS: Final = 7
+"""The daily chart shows the window's UTC days, and at least this many (a 24-hour window gets a week of context)."""
+WindowParam = Annotated[str | None, Query(description="the older tabs' 24h, 7d or 30d: days=1, 7 or 30")]
 
 _SECURITY_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
@@ -129,21 +148,49 @@ def create_app(
         return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(request: Request, window: str = DEFAULT_WINDOW) -> HTMLResponse:
+    def dashboard(
+        request: Request,
+        window: WindowParam = None,
+        days: DaysParam = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+        mode: ModeParam = None,
+        min_confidence: ConfidenceParam = None,
+    ) -> HTMLResponse:
         who = principal(request)
-        chosen = WINDOWS.get(window, WINDOWS[DEFAULT_WINDOW])
         at = now()
-        trend_since = datetime.combine(at.date() - timedelta(days=chosen.trend_days - 1), time.min, tzinfo=UTC)
+        if window:
+            if window not in LEGACY_WINDOWS:
+                raise HTTPException(422, f"window must be one of {', '.join(LEGACY_WINDOWS)}, got {window!r}")
+            days = days or str(LEGACY_WINDOWS[window])
+        if not days and not since:
+            days = str(HOME_DAYS)
+        view = read_view(
+            now=at,
+            days=days,
+            since=since,
+            until=until,
+            source=source,
+            campaign=campaign,
+            mode=mode,
+            min_confidence=min_confidence,
+        )
+        f = view.filters
         with engine.connect() as conn:
-            view = DashboardView(
+            page = DashboardView(
                 title=title,
                 now=at,
-                window=chosen,
-                totals=counts(conn),
-                window_days=daily_counts(conn, since=at - chosen.span, until=at),
-                shares=brand_share(conn, since=at - chosen.span, until=at, rank_text_mentions=rank_text_mentions),
-                trend=daily_counts(conn, since=trend_since, until=at),
-                recent=query_recent(conn, limit=FEED_ROWS),
+                view=view,
+                facets=facets(conn),
+                totals=counts(conn, filters=f),
+                window_days=daily_counts(conn, since=view.since, until=view.until, filters=f),
+                shares=brand_share(
+                    conn, since=view.since, until=view.until, filters=f, rank_text_mentions=rank_text_mentions
+                ),
+                trend=daily_counts(conn, since=_trend_start(view), until=view.until, filters=f),
+                recent=query_recent(conn, limit=FEED_ROWS, filters=f, since=view.since, until=view.until),
                 feed_limit=FEED_ROWS,
                 refresh_seconds=refresh_seconds,
                 report_week=last_complete_week(at),
@@ -151,14 +198,17 @@ def create_app(
                 user=who.account.name,
                 role=who.account.role,
                 csrf=who.csrf or "",
-                mentions=mention_counts(conn, since=at - chosen.span, until=at, rank_text_mentions=rank_text_mentions),
+                unidentified=unidentified_images(conn, since=view.since, until=view.until, filters=f),
+                mentions=mention_counts(
+                    conn, since=view.since, until=view.until, filters=f, rank_text_mentions=rank_text_mentions
+                ),
             )
         csp = (
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-            f"script-src 'nonce-{view.nonce}'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+            f"script-src 'nonce-{page.nonce}'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
         )
         return HTMLResponse(
-            render_dashboard(view), headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"}
+            render_dashboard(page), headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"}
         )
 
     @app.get("/api/summary")
@@ -229,10 +279,35 @@ def create_app(
             DEFAULT_RECENT
         ),
         mode: Mode | None = None,
+        days: DaysParam = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
     ) -> dict[str, Any]:
-        """The latest analyses, newest first, with their top-5 brands and the latest post showing the image."""
+        """The latest analyses, newest first, with their top-5 brands and the latest post showing the image.
+
+        The dashboard's filters narrow them (every analysis, unidentified ones too: no minimum confidence); the
+        window applies only when ``days``, ``since`` or ``until`` is given (else: the latest, whenever made)."""
         capped = min(limit, MAX_RECENT)
-        items = query_recent(engine, limit=capped, mode=mode)
+        view = read_view(
+            now=now(),
+            days=days,
+            since=since,
+            until=until,
+            source=source,
+            campaign=campaign,
+            mode=mode,
+            min_confidence=None,
+        )
+        windowed = bool(days or since or until)
+        items = query_recent(
+            engine,
+            limit=capped,
+            filters=view.filters,
+            since=view.since if windowed else None,
+            until=view.until if windowed else None,
+        )
         return {"limit": capped, "items": [_recent_json(a) for a in items]}
 
     @app.get("/reports/weekly.csv", response_class=Response)
@@ -357,6 +432,14 @@ def serve(
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
         log.info("dashboard stopped by SIGINT")
+
+
+def _trend_start(view: View) -> datetime:
+    """Midnight (UTC) of the window's first day, or earlier so that the chart shows at least
+    :data:`TREND_MIN_DAYS` days."""
+    last = (view.until - timedelta(microseconds=1)).date()
+    first = min(view.since.date(), last - timedelta(days=TREND_MIN_DAYS - 1))
+    return datetime.combine(first, time.min, tzinfo=UTC)
 
 
 def _window(

@@ -352,14 +352,23 @@ def unidentified_images(
 
 
 def recent_analyses(
-    session_or_engine: Bind, *, limit: int = 50, mode: str | None = None, filters: Filters = NO_FILTERS
+    session_or_engine: Bind,
+    *,
+    limit: int = 50,
+    mode: str | None = None,
+    filters: Filters = NO_FILTERS,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[RecentAnalysis]:
     """The latest analyses, newest first, with the image's top-5 and the latest post that showed it.
 
     ``filters``: mode, source and campaign narrow the feed; ``min_confidence`` does not (the feed shows
-    every analysis, unidentified ones too)."""
+    every analysis, unidentified ones too). ``since``/``until`` (both or neither) keep the analyses made in
+    ``[since, until)``, so a dashboard's feed stays in its window."""
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    if (since is None) != (until is None):
+        raise ValueError("give both since and until, or neither")
     filters = _merge_mode(mode, filters)
     stmt = (
         select(
@@ -379,6 +388,9 @@ def recent_analyses(
         .order_by(Analysis.analyzed_at.desc(), Analysis.id.desc())
         .limit(limit)
     )
+    if since is not None and until is not None:
+        _check_window(since, until)
+        stmt = stmt.where(Analysis.analyzed_at >= since, Analysis.analyzed_at < until)
     if filters.mode is not None:
         stmt = stmt.where(Analysis.mode == filters.mode)
     shown = _shown_by_matching_post(filters)
@@ -517,13 +529,34 @@ def daily_counts(
     return out
 
 
-def counts(session_or_engine: Bind) -> Counts:
-    """How many posts, images, analyses and regions the store holds."""
+def counts(session_or_engine: Bind, *, filters: Filters = NO_FILTERS) -> Counts:
+    """How many posts, images, analyses and regions the store holds, at any time.
+
+    ``filters`` narrow them as a dashboard view does: posts of the source and campaign; analyses in the mode
+    whose image such a post showed, and their regions; images shown by such a post (and analysed in the mode,
+    when one is given). ``min_confidence`` does not apply: it sorts images into counted and unidentified, it
+    removes no row."""
+    shown = _shown_by_matching_post(filters)
+    analyses = select(Analysis.id)
+    if filters.mode is not None:
+        analyses = analyses.where(Analysis.mode == filters.mode)
+    if shown is not None:
+        analyses = analyses.where(shown)
+    images = select(func.count()).select_from(Image)
+    post_conditions = _post_conditions(filters)
+    if post_conditions:
+        images = images.where(exists().where(Post.image_sha256 == Image.sha256, *post_conditions))
+    if filters.mode is not None:
+        images = images.where(exists().where(Analysis.image_sha256 == Image.sha256, Analysis.mode == filters.mode))
+    narrowed = filters.mode is not None or shown is not None
     stmt = select(
-        select(func.count()).select_from(Post).scalar_subquery(),
-        select(func.count()).select_from(Image).scalar_subquery(),
-        select(func.count()).select_from(Analysis).scalar_subquery(),
-        select(func.count()).select_from(Region).scalar_subquery(),
+        select(func.count()).select_from(Post).where(*post_conditions).scalar_subquery(),
+        images.scalar_subquery(),
+        select(func.count()).select_from(analyses.subquery()).scalar_subquery(),
+        select(func.count())
+        .select_from(Region)
+        .where(*([Region.analysis_id.in_(analyses)] if narrowed else []))
+        .scalar_subquery(),
     )
     with _session(session_or_engine) as s:
         posts, images, analyses, regions = s.execute(stmt).one()
@@ -1025,21 +1058,24 @@ def mention_counts(
     since: datetime,
     until: datetime,
     mode: str | None = None,
+    filters: Filters = NO_FILTERS,
     rank_text_mentions: bool = False,
 ) -> list[MentionCount]:
     """Per make, the posts ingested in ``[since, until)`` that show it, name it, or both; most seen first.
 
     Posts, not images: the text belongs to a post. A post "shows" the make its image counts for in brand share
-    (through the image's latest analysis, in ``mode`` if given, at any time; none when it is unidentified or not
-    analysed yet), re-ranked by text mentions when ``rank_text_mentions``.
+    (through the image's latest analysis, in ``mode`` if given, at any time; none when it is unidentified, below
+    ``filters.min_confidence`` or not analysed yet), re-ranked by text mentions when ``rank_text_mentions``.
+    ``filters.source`` and ``filters.campaign`` keep the posts of that source and campaign.
     """
     _check_window(since, until)
-    _check_mode(mode)
-    in_window = select(Post.post_id, Post.image_sha256).where(Post.ingested_at >= since, Post.ingested_at < until)
+    filters = _merge_mode(mode, filters)
+    mode = filters.mode
+    in_window = select(Post.post_id, Post.image_sha256).where(
+        Post.ingested_at >= since, Post.ingested_at < until, *_post_conditions(filters)
+    )
     ranked = select(
         Analysis.id,
-        Analysis.image_sha256,
-        Analysis.unidentified,
         func.row_number()
         .over(partition_by=Analysis.image_sha256, order_by=(Analysis.analyzed_at.desc(), Analysis.id.desc()))
         .label("rn"),
@@ -1047,7 +1083,7 @@ def mention_counts(
     if mode is not None:
         ranked = ranked.where(Analysis.mode == mode)
     sub = ranked.subquery()
-    chosen = select(sub.c.id).where(sub.c.rn == 1, sub.c.unidentified.is_(False))
+    chosen = select(Analysis.id).where(Analysis.id.in_(select(sub.c.id).where(sub.c.rn == 1)), _identified(filters))
     firsts = _first_makes(chosen, rank_text_mentions=rank_text_mentions).subquery()
     image_make = select(Analysis.image_sha256, firsts.c.make).join(firsts, firsts.c.analysis_id == Analysis.id)
     mentions = select(PostMention.post_id, PostMention.make).where(

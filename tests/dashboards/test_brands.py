@@ -206,7 +206,7 @@ def test_compare_page_and_live_feed(brand_client: TestClient) -> None:
     assert page.status_code == 200 and page.text.count("<circle") == 4 and 'id="compare-table"' in page.text
     assert 'id="compare-error"' in brand_client.get("/compare", params={"makes": "Toyota"}).text
     home = brand_client.get("/")
-    assert f'src="thumbnails/{sha("T2")}.jpg"' in home.text and 'href="brands/Toyota"' in home.text
+    assert f'src="thumbnails/{sha("T2")}.jpg"' in home.text and 'href="brands/Toyota?days=7"' in home.text
     items = brand_client.get("/api/recent", params={"limit": 50}).json()["items"]
     assert {i["image_sha256"]: i["thumbnail"] for i in items}[sha("T2")] == f"thumbnails/{sha('T2')}.jpg"
 

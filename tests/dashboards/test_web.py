@@ -87,7 +87,7 @@ def test_page_with_brand_data_shows_the_share(engine: Engine, client: TestClient
         "audi",
     ]
     assert share.count('<td class="num strong">50.0%</td>') == 2
-    assert '<a href="?window=24h" class="active">' in page
+    assert '<a href="?days=1" class="active">' in page  # the older ?window=24h is read as days=1
 
 
 def test_empty_database_renders(client: TestClient) -> None:
@@ -97,9 +97,10 @@ def test_empty_database_renders(client: TestClient) -> None:
     assert "No brand predictions" in r.text
 
 
-def test_unknown_window_falls_back_to_the_default(client: TestClient) -> None:
-    page = client.get("/?window=forever").text
-    assert '<a href="?window=7d" class="active">' in page
+def test_the_default_window_is_seven_days_and_an_unknown_window_is_refused(client: TestClient) -> None:
+    assert '<a href="?days=7" class="active">' in client.get("/").text
+    refused = client.get("/?window=forever")
+    assert refused.status_code == 422 and "24h, 7d, 30d" in refused.json()["detail"]
 
 
 def test_page_is_self_contained_with_a_nonce_csp(engine: Engine, client: TestClient) -> None:

@@ -24,14 +24,17 @@ from sqlalchemy.exc import IntegrityError
 
 from carspot.store.queries import (
     CoMake,
+    Counts,
     Facets,
     Filters,
     brand_images,
     brand_share,
     campaign_counts,
+    counts,
     daily_brand_counts,
     daily_counts,
     facets,
+    mention_counts,
     purge_thumbnails,
     recent_analyses,
     seen_with,
@@ -183,6 +186,38 @@ def test_daily_counts_filter_posts_and_images_alike(data: Engine) -> None:
     assert [(d.posts, d.images_analyzed, d.unidentified) for d in days] == [(2, 2, 0), (0, 0, 0)]
     days = daily_counts(data, since=DAY1, until=DAY3, filters=Filters(source="x", min_confidence=0.5))
     assert [d.unidentified for d in days] == [1, 0]
+
+
+def test_store_totals_follow_source_campaign_and_mode_but_not_the_confidence(data: Engine) -> None:
+    assert counts(data) == Counts(posts=5, images=5, analyses=5, regions=5)
+    assert counts(data, filters=Filters(campaign="toyota")) == Counts(posts=2, images=2, analyses=2, regions=2)
+    # A post has no mode: the posts stay, the images, analyses and regions are the standard mode's (L, no box).
+    assert counts(data, filters=Filters(mode="standard")) == Counts(posts=5, images=1, analyses=1, regions=0)
+    assert counts(data, filters=Filters(source="x", mode="detector")) == Counts(
+        posts=2, images=1, analyses=1, regions=2
+    )
+    assert counts(data, filters=Filters(min_confidence=0.9)) == counts(data)
+
+
+def test_mention_counts_follow_the_filters(data: Engine) -> None:
+    def seen(filters: Filters) -> dict[str, int]:
+        return {c.make: c.seen for c in mention_counts(data, since=DAY1, until=DAY3, filters=filters)}
+
+    assert seen(Filters()) == {"toyota": 3, "bmw": 1}  # S is unidentified: it shows no make
+    assert seen(Filters(campaign="toyota")) == {"toyota": 2}
+    assert seen(Filters(source="folder")) == {"bmw": 1}
+    assert seen(Filters(mode="standard")) == {"toyota": 1}
+    assert seen(Filters(min_confidence=0.5)) == {"toyota": 2, "bmw": 1}  # L's 0.4 counts apart
+    with pytest.raises(ValueError, match="contradicts"):
+        mention_counts(data, since=DAY1, until=DAY3, mode="standard", filters=Filters(mode="detector"))
+
+
+def test_the_feed_can_be_kept_to_a_window(data: Engine) -> None:
+    found = recent_analyses(data, since=DAY2, until=DAY3, filters=Filters(source="folder"))
+    assert [r.image_sha256 for r in found] == [sha("S"), sha("R")]
+    assert recent_analyses(data, since=DAY1, until=DAY1 + timedelta(hours=10)) == []  # half-open: P is at 10:00
+    with pytest.raises(ValueError, match="both"):
+        recent_analyses(data, since=DAY2)
 
 
 def test_seen_with_counts_the_makes_of_the_other_cars_in_the_same_images(data: Engine) -> None:
