@@ -109,16 +109,23 @@ def read_view(
     for key, value in (("source", source), ("campaign", campaign), ("mode", mode)):
         if value:
             params[key] = value
-    confidence = _confidence(min_confidence)
-    if confidence is not None:
-        params["min_confidence"] = f"{confidence:g}"
+    filters = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
+    if filters.min_confidence is not None:
+        params["min_confidence"] = f"{filters.min_confidence:g}"
+    return View(since=start, until=end, filters=filters, params=params)
+
+
+def read_filters(*, source: str | None, campaign: str | None, mode: str | None, min_confidence: str | None) -> Filters:
+    """The filters besides the window (the JSON APIs keep their own window rules); a bad value is a 422."""
     try:
-        filters = Filters(
-            mode=mode or None, source=source or None, campaign=campaign or None, min_confidence=confidence
+        return Filters(
+            mode=mode or None,
+            source=source or None,
+            campaign=campaign or None,
+            min_confidence=_confidence(min_confidence),
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return View(since=start, until=end, filters=filters, params=params)
 
 
 def _days(value: int | str | None) -> int | None:

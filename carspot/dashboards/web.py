@@ -54,6 +54,7 @@ from carspot.dashboards.filters import (
     UntilParam,
     View,
     parse_instant,
+    read_filters,
     read_view,
 )
 from carspot.dashboards.page import HOME_DAYS, LEGACY_WINDOWS, DashboardView, render_dashboard
@@ -61,6 +62,7 @@ from carspot.dashboards.report import ReportError, WeeklyReport, last_complete_w
 from carspot.store.queries import (
     BrandShare,
     DailyCount,
+    Filters,
     RecentAnalysis,
     brand_share,
     counts,
@@ -243,14 +245,18 @@ def create_app(
         since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
         until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
         mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+        min_confidence: ConfidenceParam = None,
     ) -> dict[str, Any]:
         """Share of rank-1 brands over the images analysed in ``[since, until)``, largest first."""
         start, end = _window(since, until, now=now())
-        shares = brand_share(engine, since=start, until=end, mode=mode, rank_text_mentions=rank_text_mentions)
+        f = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
+        shares = brand_share(engine, since=start, until=end, filters=f, rank_text_mentions=rank_text_mentions)
         return {
             "since": start.isoformat(),
             "until": end.isoformat(),
-            "mode": mode,
+            **_filters_json(f),
             "images_with_brand": sum(s.images for s in shares),
             "makes": [_share_json(s) for s in shares],
         }
@@ -260,16 +266,20 @@ def create_app(
         since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
         until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
         mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+        min_confidence: ConfidenceParam = None,
     ) -> dict[str, Any]:
         """Posts, distinct images analysed and cars per UTC day (every day listed, zeros included)."""
         at = now()
         default_since = datetime.combine(at.date() - timedelta(days=6), time.min, tzinfo=UTC)
         start, end = _window(since, until, now=at, default_since=default_since)
-        days = daily_counts(engine, since=start, until=end, mode=mode)
+        f = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
+        days = daily_counts(engine, since=start, until=end, filters=f)
         return {
             "since": start.isoformat(),
             "until": end.isoformat(),
-            "mode": mode,
+            **_filters_json(f),
             "days": [_day_json(d) for d in days],
         }
 
@@ -357,14 +367,18 @@ def create_app(
         since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
         until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
         mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+        min_confidence: ConfidenceParam = None,
     ) -> dict[str, Any]:
         """Per make, the posts whose picture shows it, whose text names it, and both (default: the last 7 days)."""
         start, end = _window(since, until, now=now())
-        found = mention_counts(engine, since=start, until=end, mode=mode, rank_text_mentions=rank_text_mentions)
+        f = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
+        found = mention_counts(engine, since=start, until=end, filters=f, rank_text_mentions=rank_text_mentions)
         return {
             "since": start.isoformat(),
             "until": end.isoformat(),
-            "mode": mode,
+            **_filters_json(f),
             "rank_text_mentions": rank_text_mentions,
             "makes": [
                 {"make": c.make, "seen_in_picture": c.seen, "named_in_text": c.named, "both": c.both} for c in found
@@ -440,6 +454,11 @@ def _trend_start(view: View) -> datetime:
     last = (view.until - timedelta(microseconds=1)).date()
     first = min(view.since.date(), last - timedelta(days=TREND_MIN_DAYS - 1))
     return datetime.combine(first, time.min, tzinfo=UTC)
+
+
+def _filters_json(f: Filters) -> dict[str, Any]:
+    """The filters an API answer was computed with (``mode`` as before; the others too)."""
+    return {"mode": f.mode, "source": f.source, "campaign": f.campaign, "min_confidence": f.min_confidence}
 
 
 def _window(

@@ -213,6 +213,38 @@ def test_the_feed_api_takes_the_same_filters(home: TestClient) -> None:
     assert home.get("/api/recent", params={"days": "0"}).status_code == 422
 
 
+def test_the_json_apis_take_the_filters_too(home: TestClient) -> None:
+    friday = {"since": "2026-11-20", "until": "2026-11-21"}
+
+    def api(path: str, **params: str) -> dict:  # type: ignore[type-arg]
+        r = home.get(path, params={**friday, **params})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def share(**params: str) -> Figures:
+        return {m["make"]: m["images"] for m in api("/api/brand-share", **params)["makes"]}
+
+    assert share() == {"Toyota": 2, "BMW": 1}
+    assert share(campaign="launch") == {"Toyota": 1}
+    assert share(source="folder", mode="detector") == {"Toyota": 1}  # T3; U1 is unidentified
+    assert share(min_confidence="0.5") == {"Toyota": 1, "BMW": 1}  # T3 (0.45) is left out
+    answer = api("/api/brand-share", source="folder", min_confidence="0.5")
+    assert (answer["source"], answer["campaign"], answer["min_confidence"]) == ("folder", None, 0.5)
+
+    def images(**params: str) -> int:
+        return sum(d["images_analyzed"] for d in api("/api/daily", **params)["days"])
+
+    assert (images(), images(campaign="launch"), images(source="folder")) == (4, 1, 3)
+
+    def seen_named(**params: str) -> dict[str, tuple[int, int]]:
+        found = api("/api/mentions", **params)["makes"]
+        return {m["make"]: (m["seen_in_picture"], m["named_in_text"]) for m in found}
+
+    assert seen_named()["Toyota"] == (2, 2)
+    assert seen_named(campaign="launch") == {"Toyota": (1, 1)}
+    assert home.get("/api/brand-share", params={"min_confidence": "high"}).status_code == 422
+
+
 @pytest.mark.parametrize(
     "params",
     [
