@@ -93,6 +93,8 @@ def report_weekly(
         ),
     ] = None,
     mode: Annotated[str | None, typer.Option(help="Only analyses of this mode.")] = None,
+    source: Annotated[str | None, typer.Option(help="Only posts of this source (x, http, folder, jsonl).")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only posts of this campaign.")] = None,
 ) -> None:
     """The weekly brand report: share with its 95 % interval and weekly change, text mentions, daily counts,
     sources, model version(s) and the share of unidentified cars."""
@@ -109,7 +111,13 @@ def report_weekly(
     engine = create_engine_for(database_url())
     try:
         report = weekly_report(
-            engine, week=week, now=datetime.now(UTC), mode=mode, rank_text_mentions=settings.rank_text_mentions
+            engine,
+            week=week,
+            now=datetime.now(UTC),
+            mode=mode,
+            source=source,
+            campaign=campaign,
+            rank_text_mentions=settings.rank_text_mentions,
         )
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)

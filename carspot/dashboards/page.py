@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from carspot.dashboards.charts import CARS_COLOUR, IMAGES_COLOUR, POSTS_COLOUR, trend_svg
 from carspot.dashboards.filter_form import FILTERS_CSS, days_label, filter_form
@@ -319,6 +319,10 @@ def render_dashboard(view: DashboardView) -> str:
     t = view.totals
     alltime = "All time, for this source, campaign and mode" if _narrowed(view.view) else "All time"
     week = escape(view.report_week)
+    # The weekly report of this view's mode, source and campaign (a report has its own week, not the window).
+    report = escape(
+        urlencode([("week", view.report_week)] + [(k, p[k]) for k in ("mode", "source", "campaign") if p.get(k)])
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(view.title)} · brand dashboard</title><link rel="icon" href="data:,">
@@ -335,9 +339,9 @@ def render_dashboard(view: DashboardView) -> str:
 {_mentions_section(view)}
 {_trend_section(view)}
 {_feed_section(view)}
-<footer><span>Weekly report for {week}: <a href="reports/weekly.xlsx?week={week}">Excel</a> ·
-<a href="reports/weekly.pdf?week={week}">PDF</a> · <a href="reports/weekly.zip?week={week}">CSV tables</a> ·
-<a href="reports/weekly.json?week={week}">JSON</a></span>
+<footer><span>Weekly report for {week}: <a href="reports/weekly.xlsx?{report}">Excel</a> ·
+<a href="reports/weekly.pdf?{report}">PDF</a> · <a href="reports/weekly.zip?{report}">CSV tables</a> ·
+<a href="reports/weekly.json?{report}">JSON</a></span>
 <span>Page generated {view.now.strftime("%Y-%m-%d %H:%M")} UTC · <a href="openapi.json">API schema</a></span></footer>
 </main>
 <script nonce="{escape(view.nonce)}">{_SCRIPT}</script>

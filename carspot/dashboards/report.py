@@ -93,6 +93,9 @@ class WeekTotals:
     images_with_brand: int
 
 
+_SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9_-]")
+
+
 @dataclass(frozen=True, slots=True)
 class WeeklyReport:
     """Brand share and daily counts of one ISO week; :meth:`to_csv` and :meth:`to_json` are the exports."""
@@ -115,6 +118,10 @@ class WeeklyReport:
     model_versions: tuple[str, ...] = ()
     unidentified: int = 0
     rank_text_mentions: bool = False
+    source: str | None = None
+    """Only posts of this source (and the images they show), when given."""
+    campaign: str | None = None
+    """Only posts of this campaign (and the images they show), when given."""
 
     @property
     def unidentified_share(self) -> float:
@@ -165,6 +172,8 @@ class WeeklyReport:
             ("until", self.until.isoformat()),
             ("complete", "yes" if self.complete else "no"),
             ("mode", self.mode or "all"),
+            ("source", _cell(self.source or "all")),
+            ("campaign", _cell(self.campaign or "all")),
             ("model versions", ", ".join(self.model_versions) or "none"),
             ("text mentions rank first", "yes" if self.rank_text_mentions else "no"),
             ("posts", t.posts),
@@ -215,8 +224,10 @@ class WeeklyReport:
 
     @property
     def filename_stem(self) -> str:
-        """``carspot-weekly-2026-W47`` (plus the mode when one was chosen): a safe download name."""
-        return f"carspot-weekly-{self.week}" + (f"-{self.mode}" if self.mode else "")
+        """``carspot-weekly-2026-W47`` (plus the mode, source and campaign chosen, other characters than letters,
+        digits, ``-`` and ``_`` replaced): a safe download name."""
+        chosen = [value for value in (self.mode, self.source, self.campaign) if value]
+        return f"carspot-weekly-{self.week}" + "".join(f"-{_SAFE_NAME.sub('_', value)}" for value in chosen)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +236,8 @@ class WeeklyReport:
             "until": self.until.isoformat(),
             "complete": self.complete,
             "mode": self.mode,
+            "source": self.source,
+            "campaign": self.campaign,
             "generated_at": self.generated_at.isoformat(),
             "model_versions": list(self.model_versions),
             "rank_text_mentions": self.rank_text_mentions,
@@ -337,13 +350,21 @@ def last_complete_week(now: datetime) -> str:
 
 
 def weekly_report(
-    engine: Engine, *, week: str | None, now: datetime, mode: str | None = None, rank_text_mentions: bool = False
+    engine: Engine,
+    *,
+    week: str | None,
+    now: datetime,
+    mode: str | None = None,
+    source: str | None = None,
+    campaign: str | None = None,
+    rank_text_mentions: bool = False,
 ) -> WeeklyReport:
     """The report for ``week`` (``"2026-W47"``; ``None`` = the last complete week before ``now``).
 
     ``mode`` restricts it to one analysis mode (``standard``, ``region-search``, ``detector``); ``None``
-    takes every mode, each image counted once through its latest analysis. Raises :class:`ReportError` for
-    a bad week or mode.
+    takes every mode, each image counted once through its latest analysis. ``source`` and ``campaign`` restrict
+    it to the posts of one source or campaign and the images they show, as the dashboard's filters do (a
+    campaign team's own weekly report). Raises :class:`ReportError` for a bad week, mode or filter.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ReportError(f"now must be timezone-aware, got naive {now.isoformat()}")
@@ -351,21 +372,22 @@ def weekly_report(
     ranked = rank_text_mentions
     name = format_week(since.date())
     try:
+        f = Filters(mode=mode or None, source=source or None, campaign=campaign or None)
         with engine.connect() as conn:
-            makes = brand_share(conn, since=since, until=until, mode=mode, rank_text_mentions=ranked)
-            days = daily_counts(conn, since=since, until=until, mode=mode)
+            makes = brand_share(conn, since=since, until=until, filters=f, rank_text_mentions=ranked)
+            days = daily_counts(conn, since=since, until=until, filters=f)
             previous = (
-                brand_share(conn, since=since - timedelta(days=7), until=since, mode=mode, rank_text_mentions=ranked)
+                brand_share(conn, since=since - timedelta(days=7), until=since, filters=f, rank_text_mentions=ranked)
                 if since.date() > date.min + timedelta(days=7)
                 else []
             )
-            mentions = mention_counts(conn, since=since, until=until, mode=mode, rank_text_mentions=ranked)
-            sources = source_counts(conn, since=since, until=until)
-            campaigns = campaign_counts(conn, since=since, until=until, filters=Filters(mode=mode))
+            mentions = mention_counts(conn, since=since, until=until, filters=f, rank_text_mentions=ranked)
+            sources = source_counts(conn, since=since, until=until, filters=f)
+            campaigns = campaign_counts(conn, since=since, until=until, filters=f)
             uses = model_versions(conn, since=since, until=until)
             versions = sorted({u.model_version for u in uses if mode is None or u.mode == mode})
-            unidentified = unidentified_images(conn, since=since, until=until, mode=mode)
-    except ValueError as exc:  # the queries' own argument checks (an unknown mode)
+            unidentified = unidentified_images(conn, since=since, until=until, filters=f)
+    except ValueError as exc:  # the queries' own argument checks (an unknown mode, a bad filter)
         raise ReportError(str(exc)) from None
     totals = WeekTotals(
         posts=sum(d.posts for d in days),
@@ -390,4 +412,6 @@ def weekly_report(
         model_versions=tuple(versions),
         unidentified=unidentified,
         rank_text_mentions=rank_text_mentions,
+        source=f.source,
+        campaign=f.campaign,
     )

@@ -25,7 +25,7 @@ def to_pdf(report: WeeklyReport) -> bytes:
     fig.text(0.06, 0.965, f"CarSpot weekly brief · {report.week}", fontsize=17, weight="bold")
     lines = [
         f"{report.since:%Y-%m-%d} to {report.until:%Y-%m-%d} (UTC){'' if report.complete else ' · week not over'}"
-        f" · mode: {report.mode or 'all'}",
+        f" · mode: {report.mode or 'all'} · source: {report.source or 'all'} · campaign: {report.campaign or 'all'}",
         f"Model version(s): {', '.join(report.model_versions) or 'none'}"
         f" · text mentions ranked first: {'yes' if report.rank_text_mentions else 'no'}",
         f"{t.posts} posts · {t.images_analyzed} images analysed · {t.cars} cars · {t.images_with_brand} with a brand"

@@ -7,11 +7,12 @@ an API token: see :mod:`carspot.dashboards.auth`)::
                                    (?days=&since=&until=&source=&campaign=&mode=&min_confidence=; default the
                                    last 7 days; the older ?window=24h|7d|30d still means days=1|7|30)
     GET /api/summary               row counts and the last 24 hours
-    GET /api/brand-share           ?since=&until=&mode=   (default: the last 7 days)
-    GET /api/daily                 ?since=&until=&mode=   (default: the last 7 UTC days)
+    GET /api/brand-share           ?since=&until=&mode=&source=&campaign=&min_confidence=  (default: the last 7 days)
+    GET /api/daily                 ?since=&until=&mode=&source=&campaign=&min_confidence=  (the last 7 UTC days)
     GET /api/recent                ?limit=                (1..200; larger values are capped)
                                    &days=&since=&until=&source=&campaign=&mode=  (the dashboard's feed)
-    GET /reports/weekly.csv|.json|.zip|.xlsx|.pdf  ?week=2026-W47&mode=   (default: the last complete ISO week;
+    GET /reports/weekly.csv|.json|.zip|.xlsx|.pdf  ?week=2026-W47&mode=&source=&campaign=
+                                   (default: the last complete ISO week, every mode, source and campaign;
                                    .zip = one CSV per table, .csv = the old one-table export)
     GET /healthz                   SELECT 1 on the database: 200, or 503 when it cannot be reached
     GET|POST /login · POST /logout the sign-in form, signing out
@@ -321,9 +322,14 @@ def create_app(
         return {"limit": capped, "items": [_recent_json(a) for a in items]}
 
     @app.get("/reports/weekly.csv", response_class=Response)
-    def weekly_csv(week: str | None = None, mode: Mode | None = None) -> Response:
+    def weekly_csv(
+        week: str | None = None,
+        mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+    ) -> Response:
         """The weekly report as one CSV table (``section`` = make, day or total)."""
-        report = _report(week, mode)
+        report = _report(week, mode, source, campaign)
         return Response(
             report.to_csv(),
             media_type="text/csv; charset=utf-8",
@@ -331,9 +337,14 @@ def create_app(
         )
 
     @app.get("/reports/weekly.json", response_class=Response)
-    def weekly_json(week: str | None = None, mode: Mode | None = None) -> Response:
+    def weekly_json(
+        week: str | None = None,
+        mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+    ) -> Response:
         """The weekly report as JSON: totals, makes and days."""
-        report = _report(week, mode)
+        report = _report(week, mode, source, campaign)
         return Response(
             report.to_json(),
             media_type="application/json",
@@ -341,25 +352,40 @@ def create_app(
         )
 
     @app.get("/reports/weekly.zip", response_class=Response)
-    def weekly_zip(week: str | None = None, mode: Mode | None = None) -> Response:
+    def weekly_zip(
+        week: str | None = None,
+        mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+    ) -> Response:
         """The weekly report as one CSV file per table (summary, brands, daily, sources), zipped."""
-        report = _report(week, mode)
+        report = _report(week, mode, source, campaign)
         return _download(report.to_zip(), "application/zip", f"{report.filename_stem}.zip")
 
     @app.get("/reports/weekly.xlsx", response_class=Response)
-    def weekly_xlsx(week: str | None = None, mode: Mode | None = None) -> Response:
+    def weekly_xlsx(
+        week: str | None = None,
+        mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+    ) -> Response:
         """The weekly report as an Excel workbook with native charts."""
         from carspot.dashboards.report_xlsx import to_xlsx
 
-        report = _report(week, mode)
+        report = _report(week, mode, source, campaign)
         return _download(to_xlsx(report), XLSX_TYPE, f"{report.filename_stem}.xlsx")
 
     @app.get("/reports/weekly.pdf", response_class=Response)
-    def weekly_pdf(week: str | None = None, mode: Mode | None = None) -> Response:
+    def weekly_pdf(
+        week: str | None = None,
+        mode: Mode | None = None,
+        source: SourceParam = None,
+        campaign: CampaignParam = None,
+    ) -> Response:
         """The weekly report as a one-page PDF brief."""
         from carspot.dashboards.report_pdf import to_pdf
 
-        report = _report(week, mode)
+        report = _report(week, mode, source, campaign)
         return _download(to_pdf(report), "application/pdf", f"{report.filename_stem}.pdf")
 
     @app.get("/api/mentions")
@@ -385,9 +411,17 @@ def create_app(
             ],
         }
 
-    def _report(week: str | None, mode: str | None) -> WeeklyReport:
+    def _report(week: str | None, mode: str | None, source: str | None, campaign: str | None) -> WeeklyReport:
         try:
-            return weekly_report(engine, week=week or None, now=now(), mode=mode, rank_text_mentions=rank_text_mentions)
+            return weekly_report(
+                engine,
+                week=week or None,
+                now=now(),
+                mode=mode,
+                source=source,
+                campaign=campaign,
+                rank_text_mentions=rank_text_mentions,
+            )
         except ReportError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 

@@ -1122,12 +1122,15 @@ class SourceCount:
     images: int
 
 
-def source_counts(session_or_engine: Bind, *, since: datetime, until: datetime) -> list[SourceCount]:
-    """Per source, the posts ingested in ``[since, until)``, most posts first."""
+def source_counts(
+    session_or_engine: Bind, *, since: datetime, until: datetime, filters: Filters = NO_FILTERS
+) -> list[SourceCount]:
+    """Per source, the posts ingested in ``[since, until)`` (of the filters' source and campaign), most posts
+    first."""
     _check_window(since, until)
     stmt = (
         select(Post.source, func.count(), func.count(distinct(Post.image_sha256)))
-        .where(Post.ingested_at >= since, Post.ingested_at < until)
+        .where(Post.ingested_at >= since, Post.ingested_at < until, *_post_conditions(filters))
         .group_by(Post.source)
     )
     with _session(session_or_engine) as s:

@@ -59,6 +59,12 @@ def test_report_weekly_in_every_format(tmp_path: Path) -> None:
     assert (tmp_path / "w.pdf").read_bytes().startswith(b"%PDF")
     bad = _run(url, tmp_path, "report", "weekly", "--format", "docx")
     assert bad.returncode != 0
+    source = data["sources"][0]["source"]
+    one = _run(url, tmp_path, "report", "weekly", "--week", WEEK, "--format", "json", "--source", source)
+    assert one.returncode == 0, one.stderr
+    narrowed = json.loads(one.stdout)
+    assert narrowed["source"] == source and [s["source"] for s in narrowed["sources"]] == [source]
+    assert narrowed["totals"]["posts"] == data["sources"][0]["posts"]
 
 
 def test_forget_erases_reports_missing_ids_and_logs(tmp_path: Path) -> None:

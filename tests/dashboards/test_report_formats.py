@@ -97,6 +97,36 @@ def test_campaigns_are_a_table_of_their_own_with_the_json_numbers(engine: Engine
     )
 
 
+def test_a_campaign_or_source_report_counts_only_its_posts_and_says_so(
+    engine: Engine, make_client: Callable[..., TestClient]
+) -> None:
+    fill_week(engine)
+    with engine.begin() as conn:
+        conn.execute(sql("UPDATE posts SET campaign = 'launch' WHERE post_id IN (SELECT min(post_id) FROM posts)"))
+    whole = weekly_report(engine, week=WEEK, now=NOW)
+    launch = weekly_report(engine, week=WEEK, now=NOW, campaign="launch")
+    by_campaign = {c.campaign: c for c in whole.campaigns}
+    assert launch.totals.posts == 1 < whole.totals.posts
+    assert launch.totals.images_with_brand + launch.unidentified == 1
+    assert launch.totals.images_with_brand == by_campaign["launch"].identified
+    assert [c.campaign for c in launch.campaigns] == ["launch"]
+    summary = dict(launch.tables()["summary"][1])
+    assert (summary["campaign"], summary["source"]) == ("launch", "all")
+    assert json.loads(launch.to_json())["campaign"] == "launch"
+    assert launch.filename_stem == f"carspot-weekly-{WEEK}-launch"
+    sources = {s.source for s in whole.sources}
+    one = sorted(sources)[0]
+    assert {s.source for s in weekly_report(engine, week=WEEK, now=NOW, source=one).sources} == {one}
+    assert weekly_report(engine, week=WEEK, now=NOW, campaign="nobody").totals.posts == 0
+
+    client = make_client(engine, role="viewer")
+    answer = client.get("/reports/weekly.json", params={"week": WEEK, "campaign": "launch"})
+    assert answer.status_code == 200 and answer.json()["totals"] == json.loads(launch.to_json())["totals"]
+    assert f"carspot-weekly-{WEEK}-launch.json" in answer.headers["content-disposition"]
+    page = client.get("/", params={"campaign": "launch", "days": "30"}).text
+    assert "reports/weekly.xlsx?week=" in page and "&amp;campaign=launch" in page.split("<footer>")[1]
+
+
 def test_pdf_renders_to_a_non_blank_page(engine: Engine, tmp_path: Path) -> None:
     fill_week(engine)
     pdf = tmp_path / "weekly.pdf"
