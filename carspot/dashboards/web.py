@@ -321,15 +321,31 @@ def create_app(
         )
         return {"limit": capped, "items": [_recent_json(a) for a in items]}
 
-    @app.get("/reports/weekly.csv", response_class=Response)
-    def weekly_csv(
+    def _report(
         week: str | None = None,
         mode: Mode | None = None,
         source: SourceParam = None,
         campaign: CampaignParam = None,
-    ) -> Response:
+    ) -> WeeklyReport:
+        """The weekly report a ``/reports/weekly.*`` address asks for (its query: week, mode, source, campaign)."""
+        try:
+            return weekly_report(
+                engine,
+                week=week or None,
+                now=now(),
+                mode=mode,
+                source=source,
+                campaign=campaign,
+                rank_text_mentions=rank_text_mentions,
+            )
+        except ReportError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+
+    # ``Depends`` as a default, not in ``Annotated``: ``_report`` is local to this function, and FastAPI resolves
+    # the (postponed) annotations against the module's names only.
+    @app.get("/reports/weekly.csv", response_class=Response)
+    def weekly_csv(report: WeeklyReport = Depends(_report)) -> Response:
         """The weekly report as one CSV table (``section`` = make, day or total)."""
-        report = _report(week, mode, source, campaign)
         return Response(
             report.to_csv(),
             media_type="text/csv; charset=utf-8",
@@ -337,14 +353,8 @@ def create_app(
         )
 
     @app.get("/reports/weekly.json", response_class=Response)
-    def weekly_json(
-        week: str | None = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-    ) -> Response:
+    def weekly_json(report: WeeklyReport = Depends(_report)) -> Response:
         """The weekly report as JSON: totals, makes and days."""
-        report = _report(week, mode, source, campaign)
         return Response(
             report.to_json(),
             media_type="application/json",
@@ -352,40 +362,22 @@ def create_app(
         )
 
     @app.get("/reports/weekly.zip", response_class=Response)
-    def weekly_zip(
-        week: str | None = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-    ) -> Response:
+    def weekly_zip(report: WeeklyReport = Depends(_report)) -> Response:
         """The weekly report as one CSV file per table (summary, brands, daily, sources), zipped."""
-        report = _report(week, mode, source, campaign)
         return _download(report.to_zip(), "application/zip", f"{report.filename_stem}.zip")
 
     @app.get("/reports/weekly.xlsx", response_class=Response)
-    def weekly_xlsx(
-        week: str | None = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-    ) -> Response:
+    def weekly_xlsx(report: WeeklyReport = Depends(_report)) -> Response:
         """The weekly report as an Excel workbook with native charts."""
         from carspot.dashboards.report_xlsx import to_xlsx
 
-        report = _report(week, mode, source, campaign)
         return _download(to_xlsx(report), XLSX_TYPE, f"{report.filename_stem}.xlsx")
 
     @app.get("/reports/weekly.pdf", response_class=Response)
-    def weekly_pdf(
-        week: str | None = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-    ) -> Response:
+    def weekly_pdf(report: WeeklyReport = Depends(_report)) -> Response:
         """The weekly report as a one-page PDF brief."""
         from carspot.dashboards.report_pdf import to_pdf
 
-        report = _report(week, mode, source, campaign)
         return _download(to_pdf(report), "application/pdf", f"{report.filename_stem}.pdf")
 
     @app.get("/api/mentions")
@@ -410,20 +402,6 @@ def create_app(
                 {"make": c.make, "seen_in_picture": c.seen, "named_in_text": c.named, "both": c.both} for c in found
             ],
         }
-
-    def _report(week: str | None, mode: str | None, source: str | None, campaign: str | None) -> WeeklyReport:
-        try:
-            return weekly_report(
-                engine,
-                week=week or None,
-                now=now(),
-                mode=mode,
-                source=source,
-                campaign=campaign,
-                rank_text_mentions=rank_text_mentions,
-            )
-        except ReportError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
