@@ -1,7 +1,8 @@
 """``carspot ingest x`` through a broker outage (issue 24, defect 3 for X): the local X API (tests/ingest/fakex)
 serves tweets, the suite's private Kafka is SIGKILLed while ingest runs and started again. Ingest says it waits,
-takes nothing more from X meanwhile, and resumes: every picture reaches Kafka exactly once, the checkpoint
-never runs ahead of what Kafka has, and a rerun finds every post claimed (nothing was claimed and lost)."""
+takes nothing more from X meanwhile (its /metrics says Kafka is down), and resumes: every picture reaches Kafka
+exactly once, the checkpoint never runs ahead of what Kafka has, and a rerun finds every post claimed (nothing was
+claimed and lost)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
+from carspot.infra.ports import pick_free_port
 from carspot.pipeline.ingest_x import XRunSummary, run_x_ingest
 from carspot.pipeline.settings import Settings
 from tests.faults.stack import PrivateStack
@@ -55,6 +58,8 @@ def settings(stack: PrivateStack, fake: FakeX, tmp_path: Path) -> Settings:
         x_api_base_url=fake.base_url,
         x_search_interval_s=0.2,
         fetch_allow_loopback=True,
+        metrics_port=pick_free_port(),
+        metrics_probe_interval_s=0.5,
     )
 
 
@@ -64,6 +69,21 @@ def ingest(settings: Settings, *, max_posts: int) -> XRunSummary:
 
 def sent(settings: Settings) -> Counter[str]:
     return Counter(key.decode() for key, _ in read_topic(settings.kafka_bootstrap, settings.posts_topic) if key)
+
+
+KAFKA_UP = 'carspot_service_up{service="kafka"}'
+
+
+def scraped(settings: Settings, series: str) -> float | None:
+    """One series' value on the ingest's own /metrics (None when absent or not answering)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{settings.metrics_port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
 
 
 def wait_for(what: str, predicate: object, *, timeout_s: float) -> None:
@@ -103,6 +123,10 @@ def test_x_ingest_waits_out_a_broker_outage_and_loses_nothing(
         timeout_s=180,
     )
     assert thread.is_alive(), f"ingest ended during the outage: {outcome}"
+    # What ops see meanwhile on its /metrics: the pictures sent so far, and Kafka down.
+    wait_for("carspot_service_up says Kafka is down", lambda: scraped(settings, KAFKA_UP) == 0.0, timeout_s=60)
+    assert scraped(settings, 'carspot_ingest_posts_emitted_total{kind="picture",source="x"}') == len(BEFORE)
+    assert scraped(settings, 'carspot_service_up{service="redis"}') == 1.0
     stack.restart()
     thread.join(timeout=300)
     assert not thread.is_alive(), "ingest did not resume after the broker came back"
