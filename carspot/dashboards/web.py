@@ -245,14 +245,11 @@ def create_app(
     def api_brand_share(
         since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
         until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        min_confidence: ConfidenceParam = None,
+        *,
+        f: ApiFilters,
     ) -> dict[str, Any]:
         """Share of rank-1 brands over the images analysed in ``[since, until)``, largest first."""
         start, end = _window(since, until, now=now())
-        f = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
         shares = brand_share(engine, since=start, until=end, filters=f, rank_text_mentions=rank_text_mentions)
         return {
             "since": start.isoformat(),
@@ -266,16 +263,13 @@ def create_app(
     def api_daily(
         since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
         until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        min_confidence: ConfidenceParam = None,
+        *,
+        f: ApiFilters,
     ) -> dict[str, Any]:
         """Posts, distinct images analysed and cars per UTC day (every day listed, zeros included)."""
         at = now()
         default_since = datetime.combine(at.date() - timedelta(days=6), time.min, tzinfo=UTC)
         start, end = _window(since, until, now=at, default_since=default_since)
-        f = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
         days = daily_counts(engine, since=start, until=end, filters=f)
         return {
             "since": start.isoformat(),
@@ -384,14 +378,11 @@ def create_app(
     def api_mentions(
         since: Annotated[str | None, Query(description="ISO 8601 with timezone, or a date (UTC)")] = None,
         until: Annotated[str | None, Query(description="exclusive end; default now")] = None,
-        mode: Mode | None = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        min_confidence: ConfidenceParam = None,
+        *,
+        f: ApiFilters,
     ) -> dict[str, Any]:
         """Per make, the posts whose picture shows it, whose text names it, and both (default: the last 7 days)."""
         start, end = _window(since, until, now=now())
-        f = read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
         found = mention_counts(engine, since=start, until=end, filters=f, rank_text_mentions=rank_text_mentions)
         return {
             "since": start.isoformat(),
@@ -466,6 +457,19 @@ def _trend_start(view: View) -> datetime:
     last = (view.until - timedelta(microseconds=1)).date()
     first = min(view.since.date(), last - timedelta(days=TREND_MIN_DAYS - 1))
     return datetime.combine(first, time.min, tzinfo=UTC)
+
+
+def api_filters(
+    mode: Mode | None = None,
+    source: SourceParam = None,
+    campaign: CampaignParam = None,
+    min_confidence: ConfidenceParam = None,
+) -> Filters:
+    """The filters of the JSON APIs besides their window (a FastAPI dependency: one parameter list for them all)."""
+    return read_filters(source=source, campaign=campaign, mode=mode, min_confidence=min_confidence)
+
+
+ApiFilters = Annotated[Filters, Depends(api_filters)]
 
 
 def _filters_json(f: Filters) -> dict[str, Any]:
