@@ -4,7 +4,9 @@ Loads the registry's current version (or ``--version``) from ``--model-dir`` (de
 ``models/``) through the serving code, so the figures include resizing each crop to the version's input side
 (its manifest's ``input.size``). Crops are random real-looking sizes cut from the shared Stanford Cars photos.
 ``regions_crops_per_s_batch8`` is `predict_regions` (brand top-5 and P(car), what the detector and region-search
-modes call; with a car branch, that pass runs it too). Two ways to use the cores are measured: one process whose
+modes call, every crop's makes wanted; with a car branch, that pass runs it too) and
+``car_check_crops_per_s_batch8`` the same call wanting no makes (P(car) only: what a crop that fails its car check
+costs). Two ways to use the cores are measured: one process whose
 runtime uses ``--threads`` threads, and
 ``--processes`` single-threaded processes at once (one worker per core, how ops scale CarSpot), whose rates are
 summed. ``auto`` serves the ONNX file on CPU;
@@ -127,6 +129,10 @@ def main() -> None:
         "crops_per_s_batch32": round(throughput(classifier.predict, pool[:32], args.seconds), 1),
         # what the detector and region-search modes call: the brand top-5 and P(car) of each crop
         "regions_crops_per_s_batch8": round(throughput(classifier.predict_regions, pool[:8], args.seconds), 1),
+        # P(car) alone (no makes wanted): what a crop that fails its car check costs, and promote's car check
+        "car_check_crops_per_s_batch8": round(
+            throughput(lambda crops: classifier.predict_regions(crops, min_car=np.inf), pool[:8], args.seconds), 1
+        ),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **parallel(args.model_dir, args.version, processes=args.processes, seconds=args.seconds, runtime=args.runtime),
         "cpus": os.cpu_count(),

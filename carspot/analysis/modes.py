@@ -97,8 +97,11 @@ class BrandClassifier(Protocol):
 class RegionClassifier(BrandClassifier, Protocol):
     """A brand model that also says how likely each crop shows a car, from the same backbone pass."""
 
-    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = TOP_K) -> tuple[list[TopK], np.ndarray]:
-        """Per crop: the top-k makes, and (as a float array) the probability that it shows a car."""
+    def predict_regions(
+        self, crops: Sequence[np.ndarray], *, top_k: int = TOP_K, min_car: float | Sequence[float] = 0.0
+    ) -> tuple[list[TopK], np.ndarray]:
+        """Per crop: the top-k makes (none under its ``min_car``), and (as a float array) the probability that it
+        shows a car."""
         ...
 
 
@@ -161,6 +164,9 @@ class ImageWork:
     finish: Finish
     car_scores: bool = False
     """The finish needs P(car) per crop (`RegionClassifier.predict_regions`), not only the brands."""
+    brand_floors: Sequence[float] = ()
+    """With ``car_scores``: per crop, the P(car) under which the finish never reads its makes (its own threshold);
+    such crops get none and cost no brand pass where the model can skip it. Empty: every crop's makes."""
 
 
 Prepare = Callable[[np.ndarray, BrandClassifier | None], ImageWork]
@@ -190,7 +196,8 @@ class ModeRunner:
 def classify_together(model: BrandClassifier | None, works: Sequence[ImageWork]) -> list[tuple[list[TopK], np.ndarray]]:
     """The crops of every image in one classifier call, the answers split back per image.
 
-    P(car) is computed for all when any image needs it (the same backbone pass; the car head costs ~1 % of it)."""
+    P(car) is computed for all when any image needs it; a crop gets no makes under its `ImageWork.brand_floors`
+    (none for the works that ask for no car scores)."""
     counts = [len(work.crops) for work in works]
     crops = [c for work in works for c in work.crops]
     if not crops:
@@ -198,7 +205,8 @@ def classify_together(model: BrandClassifier | None, works: Sequence[ImageWork])
     if model is None:
         raise ValueError("crops to classify but no brand model")
     if any(work.car_scores for work in works):
-        tops, car = _region_model(model).predict_regions(crops)
+        floors = [floor for work in works for floor in _floors(work)]
+        tops, car = _region_model(model).predict_regions(crops, min_car=floors)
         car = np.asarray(car, dtype=np.float32)
     else:
         tops, car = model.predict(crops), np.full(len(crops), np.nan, np.float32)
@@ -209,6 +217,14 @@ def classify_together(model: BrandClassifier | None, works: Sequence[ImageWork])
         answers.append((list(tops[start : start + count]), car[start : start + count]))
         start += count
     return answers
+
+
+def _floors(work: ImageWork) -> Sequence[float]:
+    if not work.car_scores or not work.brand_floors:
+        return [0.0] * len(work.crops)
+    if len(work.brand_floors) != len(work.crops):
+        raise ValueError(f"{len(work.brand_floors)} brand floors for {len(work.crops)} crops")
+    return work.brand_floors
 
 
 def _region_model(model: BrandClassifier | None, *, mode: str = "region-search") -> RegionClassifier:
@@ -311,8 +327,12 @@ def detector_mode(
             regions, brands = one_car_one_region(image, found, box_tops, witness=witness, whole_car=whole_car)
             return AnalysisParts(regions, brands, version)
 
+        box_floors = [box_threshold if check_boxes else 0.0] * len(crops)
         return ImageWork(
-            crops=[image, *crops] if verify_whole else crops, finish=finish, car_scores=verify_whole or check_boxes
+            crops=[image, *crops] if verify_whole else crops,
+            finish=finish,
+            car_scores=verify_whole or check_boxes,
+            brand_floors=[whole_image_threshold, *box_floors] if verify_whole else box_floors,
         )
 
     return ModeRunner(prepare=prepare, detector=detector_name, classifier=classifier)
@@ -414,7 +434,10 @@ def region_search_mode(
             return AnalysisParts(regions, brands, version)
 
         crops = [crop(image, box, margin=0.0) for box in boxes]
-        return ImageWork(crops=crops, finish=finish, car_scores=True)
+        floors = [car_threshold] * len(boxes)
+        if whole_image and floors:
+            floors[0] = whole_image_threshold
+        return ImageWork(crops=crops, finish=finish, car_scores=True, brand_floors=floors)
 
     return ModeRunner(prepare=prepare, detector=proposer_name, classifier=classifier)
 
@@ -435,7 +458,7 @@ def standard_mode(
                 return AnalysisParts((), (), version)
             return AnalysisParts((), brand_scores(tops[0]), version)
 
-        return ImageWork(crops=[image], finish=finish, car_scores=True)
+        return ImageWork(crops=[image], finish=finish, car_scores=True, brand_floors=[whole_image_threshold])
 
     return ModeRunner(prepare=prepare, detector="none", classifier=classifier)
 

@@ -71,6 +71,7 @@ class LiteRTRuntime:
 
     name = "litert"
     device = "cpu"
+    separable = False
 
     def __init__(self, model: bytes, *, threads: int | None = 2, max_batch: int = 32) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -113,7 +114,10 @@ class LiteRTRuntime:
             self._interpreters[(batch, size)] = interp
         return interp
 
-    def run(self, pixels: np.ndarray, *, pooled: bool = False, feature_map: bool = False) -> RunOutputs:
+    def run(
+        self, pixels: np.ndarray, *, probabilities: bool = True, pooled: bool = False, feature_map: bool = False
+    ) -> RunOutputs:
+        del probabilities  # one pass gives them anyway (not `separable`)
         bounds = itertools.accumulate(batch_sizes(len(pixels), self.max_batch), initial=0)
         parts = [
             self._invoke(pixels[a:b], pooled=pooled, feature_map=feature_map) for a, b in itertools.pairwise(bounds)
@@ -121,7 +125,7 @@ class LiteRTRuntime:
         if len(parts) == 1:
             return parts[0]
         return RunOutputs(
-            probabilities=np.concatenate([p.probabilities for p in parts]),
+            probabilities=_joined([p.probabilities for p in parts]),
             pooled=_joined([p.pooled for p in parts]),
             feature_map=_joined([p.feature_map for p in parts]),
         )

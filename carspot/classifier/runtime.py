@@ -23,8 +23,8 @@ RuntimeName = Literal["onnxruntime", "litert", "tensorflow"]
 
 @dataclass(frozen=True)
 class RunOutputs:
-    probabilities: np.ndarray
-    """batch x makes, temperature-calibrated softmax."""
+    probabilities: np.ndarray | None
+    """batch x makes, temperature-calibrated softmax (None when not asked for and skipped)."""
     pooled: np.ndarray | None = None
     """batch x 1280: the features the brand head sees (when asked for and available)."""
     feature_map: np.ndarray | None = None
@@ -38,6 +38,9 @@ class Runtime(Protocol):
     max_batch: int
     features_unavailable: str
     """Why the pooled features cannot be given ("" when they can)."""
+    separable: bool
+    """The pooled features and map come from a car branch run on its own: asking only for them skips the brand
+    network, and asking only for the probabilities skips the branch. Else one pass gives everything."""
 
     @property
     def has_pooled(self) -> bool: ...
@@ -45,8 +48,11 @@ class Runtime(Protocol):
     @property
     def has_feature_map(self) -> bool: ...
 
-    def run(self, pixels: np.ndarray, *, pooled: bool = False, feature_map: bool = False) -> RunOutputs:
-        """``pixels``: N x S x S x 3 float32 raw RGB (0..255); at most ``max_batch`` rows. Not thread-safe."""
+    def run(
+        self, pixels: np.ndarray, *, probabilities: bool = True, pooled: bool = False, feature_map: bool = False
+    ) -> RunOutputs:
+        """``pixels``: N x S x S x 3 float32 raw RGB (0..255); at most ``max_batch`` rows. Not thread-safe. What is
+        not asked for may be None (a `separable` runtime skips it) or given anyway."""
         ...
 
 

@@ -104,20 +104,25 @@ class BrandClassifier:
             if crop.shape[0] < 1 or crop.shape[1] < 1:
                 raise InvalidCropError(f"crop {i} is empty")
 
-    def _run(self, crops: Sequence[np.ndarray], *, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """One backbone run per chunk: the probabilities and, when asked, the pooled features."""
+    def _run(
+        self, crops: Sequence[np.ndarray], *, brands: bool = True, features: bool = False
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """One runtime call per chunk: the probabilities and, when asked, the pooled features (a `separable`
+        runtime computes only what is asked)."""
         self._check(crops)
         if features and not self._runtime.has_pooled:
             raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
-        out = np.zeros((len(crops), len(self.labels)), dtype=np.float32)
+        out = np.zeros((len(crops), len(self.labels)), dtype=np.float32) if brands else None
         feats = np.zeros((len(crops), 1280), dtype=np.float32) if features else None
         step = self._runtime.max_batch
         with self._lock:
             for start in range(0, len(crops), step):
                 chunk = crops[start : start + step]
                 batch = np.stack([to_input(c, size=self.input_size) for c in chunk]).astype(np.float32)
-                result = self._runtime.run(batch, pooled=features)
-                out[start : start + len(chunk)] = result.probabilities
+                result = self._runtime.run(batch, probabilities=brands, pooled=features)
+                if out is not None:
+                    assert result.probabilities is not None
+                    out[start : start + len(chunk)] = result.probabilities
                 if feats is not None:
                     assert result.pooled is not None
                     feats[start : start + len(chunk)] = result.pooled
@@ -126,13 +131,15 @@ class BrandClassifier:
     def pooled_features(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """The backbone's pooled features, one 1280-d row per crop (what the car head reads); a RuntimeError when
         the runtime cannot give them."""
-        features = self._run(crops, features=True)[1]
+        features = self._run(crops, brands=False, features=True)[1]
         assert features is not None
         return features
 
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """The calibrated probabilities, one row per crop (``len(crops) x len(labels)``)."""
-        return self._run(crops, features=False)[0]
+        probabilities = self._run(crops)[0]
+        assert probabilities is not None
+        return probabilities
 
     def _top_k(self, probs: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         k = min(top_k, len(self.labels))
@@ -141,24 +148,45 @@ class BrandClassifier:
 
     @property
     def predict_regions(self) -> Callable[..., tuple[list[list[tuple[str, float]]], np.ndarray]]:
-        """``predict_regions(crops, *, top_k=5)`` -> (per crop the top-k makes, per crop P(car)), one backbone
-        run per crop. An AttributeError (so ``hasattr`` is False) when the model cannot give the features."""
+        """``predict_regions(crops, *, top_k=5, min_car=0.0)`` -> (per crop the top-k makes, per crop P(car)); a
+        crop under its ``min_car`` gets no makes (and, on a `separable` runtime, no brand pass). An AttributeError
+        (so ``hasattr`` is False) when the model cannot give the features."""
         if not self._runtime.has_pooled or self._car_head is None:
             raise AttributeError(f"predict_regions: unavailable ({self._regions_unavailable})")
         return self._predict_regions
 
     def _predict_regions(
-        self, crops: Sequence[np.ndarray], *, top_k: int = 5
+        self, crops: Sequence[np.ndarray], *, top_k: int = 5, min_car: float | Sequence[float] | np.ndarray = 0.0
     ) -> tuple[list[list[tuple[str, float]]], np.ndarray]:
+        """``min_car``: per crop (or one for all) the P(car) below which its makes are not wanted: such a crop
+        gets an empty top-k whatever the runtime. With a `separable` runtime the car branch runs first and the
+        brand network only on the crops that reach it (a car-free crop costs the branch alone); else one pass
+        gives both."""
         from carspot.classifier.car_head import car_probability
 
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         if len(crops) == 0:
             return [], np.zeros(0, dtype=np.float32)
-        probs, feats = self._run(crops, features=True)
-        assert feats is not None
-        return self._top_k(probs, top_k), car_probability(feats, self._car_head, scale=self.car_logit_scale)
+        # float32, as the P(car) the modes compare with their thresholds: the same crops pass here and there
+        floors = np.broadcast_to(np.asarray(min_car, dtype=np.float32), (len(crops),))
+        if self._runtime.separable:
+            feats = self._run(crops, brands=False, features=True)[1]
+            assert feats is not None
+            car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
+            wanted = np.flatnonzero(car >= floors)
+            probs = self._run([crops[int(i)] for i in wanted])[0] if len(wanted) else None
+        else:
+            every, feats = self._run(crops, features=True)
+            assert feats is not None and every is not None
+            car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
+            wanted = np.flatnonzero(car >= floors)
+            probs = every[wanted]
+        tops: list[list[tuple[str, float]]] = [[] for _ in crops]
+        if probs is not None:
+            for i, top in zip(wanted, self._top_k(probs, top_k), strict=True):
+                tops[i] = top
+        return tops, car
 
     @property
     def region_car_scores(self) -> Callable[..., np.ndarray]:

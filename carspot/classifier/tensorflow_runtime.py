@@ -22,6 +22,7 @@ class TensorFlowRuntime:
 
     name = "tensorflow"
     features_unavailable = ""
+    separable = False
     has_pooled = True
     has_feature_map = True
 
@@ -50,7 +51,10 @@ class TensorFlowRuntime:
         self._forward: Any = tf.function(lambda x: self._model(x, training=False), input_signature=[spec])
         self._tf = tf
 
-    def run(self, pixels: np.ndarray, *, pooled: bool = False, feature_map: bool = False) -> RunOutputs:
+    def run(
+        self, pixels: np.ndarray, *, probabilities: bool = True, pooled: bool = False, feature_map: bool = False
+    ) -> RunOutputs:
+        del probabilities  # one pass gives them anyway (not `separable`)
         with self._tf.device(self.device):
             probs, feats, fmap = self._forward(self._tf.constant(pixels, self._tf.float32))
         return RunOutputs(

@@ -165,11 +165,20 @@ def test_image_top_k_keeps_each_makes_best_score() -> None:
     assert image_top_k([]) == []
 
 
+def under_floor_unnamed(tops: list, car: np.ndarray, min_car: float | Sequence[float]) -> tuple[list, np.ndarray]:
+    """What `predict_regions` promises: a crop whose P(car) is under its ``min_car`` gets no makes."""
+    floors = np.broadcast_to(np.asarray(min_car, np.float32), (len(tops),))
+    return [top if score >= floor else [] for top, score, floor in zip(tops, car, floors, strict=True)], car
+
+
 class CarnessClassifier(SizeClassifier):
     """Calls a crop a car when it is wider than 30 px; one pass gives brands and car scores."""
 
-    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
-        return self.predict(crops, top_k=top_k), np.array([0.9 if c.shape[1] > 30 else 0.01 for c in crops])
+    def predict_regions(
+        self, crops: Sequence[np.ndarray], *, top_k: int = 5, min_car: float | Sequence[float] = 0.0
+    ) -> tuple[list, np.ndarray]:
+        car = np.array([0.9 if c.shape[1] > 30 else 0.01 for c in crops], np.float32)
+        return under_floor_unnamed(self.predict(crops, top_k=top_k), car, min_car)
 
 
 class DoubtfulCarness(SizeClassifier):
@@ -179,8 +188,11 @@ class DoubtfulCarness(SizeClassifier):
         super().__init__()
         self.car = car
 
-    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
-        return self.predict(crops, top_k=top_k), np.full(len(crops), self.car)
+    def predict_regions(
+        self, crops: Sequence[np.ndarray], *, top_k: int = 5, min_car: float | Sequence[float] = 0.0
+    ) -> tuple[list, np.ndarray]:
+        car = np.full(len(crops), self.car, np.float32)
+        return under_floor_unnamed(self.predict(crops, top_k=top_k), car, min_car)
 
 
 def test_region_search_keeps_the_proposals_the_model_calls_cars_and_suppresses_overlaps() -> None:
@@ -363,8 +375,11 @@ class CarnessByWidth(SizeClassifier):
         super().__init__()
         self.car_by_width = car_by_width
 
-    def predict_regions(self, crops: Sequence[np.ndarray], *, top_k: int = 5) -> tuple[list, np.ndarray]:
-        return self.predict(crops, top_k=top_k), np.array([self.car_by_width[c.shape[1]] for c in crops])
+    def predict_regions(
+        self, crops: Sequence[np.ndarray], *, top_k: int = 5, min_car: float | Sequence[float] = 0.0
+    ) -> tuple[list, np.ndarray]:
+        car = np.array([self.car_by_width[c.shape[1]] for c in crops], np.float32)
+        return under_floor_unnamed(self.predict(crops, top_k=top_k), car, min_car)
 
 
 # two_cars' crops with crop()'s 5 % margin: the small box is 56 px wide, the big one 100 px

@@ -12,7 +12,7 @@ from PIL import Image
 
 from carspot.analysis.modes import Analysis
 from carspot.analysis.scenes import validation_cars
-from carspot.pipeline.app import load_analysis, load_car_detector
+from carspot.pipeline.app import load_analysis, load_brand_classifier, load_car_detector
 from carspot.pipeline.message import Post
 from carspot.pipeline.settings import Settings
 
@@ -196,3 +196,35 @@ def test_the_scenes_analysed_together_in_every_mode_match_each_analysed_alone(
         assert [(r.x1, r.y1, r.x2, r.y2) for r in record.regions] == [(r.x1, r.y1, r.x2, r.y2) for r in alone.regions]
         assert [b.make for b in record.brands] == [b.make for b in alone.brands]
         assert [b.score for b in record.brands] == pytest.approx([b.score for b in alone.brands], abs=1e-4)
+
+
+class EveryCropNamed:
+    """The released classifier asked for every crop's makes: no crop skips its brand pass."""
+
+    def __init__(self, classifier: object) -> None:
+        self._classifier = classifier
+        self.floors_ignored = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._classifier, name)
+
+    def predict_regions(self, crops, *, top_k: int = 5, min_car: object = 0.0):  # type: ignore[no-untyped-def]
+        self.floors_ignored += 1
+        return self._classifier.predict_regions(crops, top_k=top_k)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_skipping_the_brand_pass_of_crops_that_fail_their_car_check_changes_no_answer(
+    shared_dir: Path, scenes_dir: Path, mode: str
+) -> None:
+    settings = Settings(shared_dir=shared_dir, _env_file=None)  # type: ignore[call-arg]
+    skipping = load_analysis(settings)
+    named = EveryCropNamed(load_brand_classifier(settings)())
+    naming_all = load_analysis(settings, classifier=lambda: named)  # type: ignore[arg-type,return-value]
+    images = [rgb(p) for p in sorted(scenes_dir.iterdir()) if p.suffix in {".jpg", ".png"}]
+    images += [rgb(shared_dir / "data" / "stanford-cars" / "images" / name) for name in SINGLE_CAR_PHOTOS[:3]]
+    for image in images:
+        post = post_for(image, mode)
+        fast, full = skipping(post, image), naming_all(post, image)
+        assert (fast.regions, fast.brands, fast.model_version) == (full.regions, full.brands, full.model_version)
+    assert named.floors_ignored == len(images)

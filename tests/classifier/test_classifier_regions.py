@@ -106,3 +106,60 @@ def test_one_whole_image_pass_ranks_the_box_around_a_pasted_car_first(
     assert classifier.region_car_scores(scene, np.zeros((0, 4), np.float32)).shape == (0,)
     with pytest.raises(ValueError):
         classifier.region_car_scores(scene, np.array([car_box], np.float32), size=100)
+
+
+class RecordingRuntime:
+    """The classifier's runtime, recording what each call asked for and how many crops it ran."""
+
+    def __init__(self, runtime: object) -> None:
+        self._runtime = runtime
+        self.calls: list[tuple[int, bool, bool]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._runtime, name)
+
+    def run(self, pixels: np.ndarray, *, probabilities: bool = True, pooled: bool = False, feature_map: bool = False):  # type: ignore[no-untyped-def]
+        self.calls.append((len(pixels), probabilities, pooled))
+        return self._runtime.run(pixels, probabilities=probabilities, pooled=pooled, feature_map=feature_map)  # type: ignore[attr-defined]
+
+
+def test_the_released_onnx_file_runs_its_brand_network_and_car_branch_as_two_parts(shared_dir: Path) -> None:
+    released = load_classifier(MODELS, runtime="onnxruntime", threads=1)
+    runtime = released._runtime
+    assert runtime.separable
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, released.input_size, released.input_size, 3))
+    pixels = pixels.astype(np.float32)
+    brand_only = runtime.run(pixels)
+    car_only = runtime.run(pixels, probabilities=False, pooled=True, feature_map=True)
+    both = runtime.run(pixels, pooled=True, feature_map=True)
+    assert brand_only.pooled is None and car_only.probabilities is None
+    assert both.probabilities is not None and both.pooled is not None and both.feature_map is not None
+    np.testing.assert_array_equal(brand_only.probabilities, both.probabilities)
+    np.testing.assert_array_equal(car_only.pooled, both.pooled)
+    np.testing.assert_array_equal(car_only.feature_map, both.feature_map)
+
+
+def test_a_crop_under_its_car_floor_gets_no_makes_and_no_brand_pass(shared_dir: Path, scenes_dir: Path) -> None:
+    classifier = load_classifier(MODELS, runtime="onnxruntime", threads=1)
+    car = rgb(shared_dir / "data" / "stanford-cars" / "images" / "00001.jpg")
+    kite = rgb(scenes_dir / "kite.jpg")
+    every_top, every_car = classifier.predict_regions([car, kite, car])
+    recording = RecordingRuntime(classifier._runtime)
+    classifier._runtime = recording  # type: ignore[assignment]
+    tops, car_p = classifier.predict_regions([car, kite, car], min_car=[0.05, 0.05, 1.5])
+    np.testing.assert_array_equal(car_p, every_car)
+    assert tops == [every_top[0], [], []]  # the kite is no car; the third crop's floor is out of reach
+    # the car branch on all three crops, then the brand network on the one crop that reached its floor
+    assert recording.calls == [(3, False, True), (1, True, False)]
+    recording.calls.clear()
+    assert classifier.predict_regions([kite], min_car=np.inf)[0] == [[]]
+    assert recording.calls == [(1, False, True)]
+
+
+def test_the_floors_are_the_same_on_a_runtime_that_runs_everything_at_once(shared_dir: Path, scenes_dir: Path) -> None:
+    litert = load_classifier(MODELS, runtime="litert", threads=1)
+    assert not litert._runtime.separable
+    car = rgb(shared_dir / "data" / "stanford-cars" / "images" / "00001.jpg")
+    kite = rgb(scenes_dir / "kite.jpg")
+    tops, _ = litert.predict_regions([car, kite], min_car=0.05)
+    assert len(tops[0]) == 5 and tops[1] == []
