@@ -104,40 +104,44 @@ class BrandClassifier:
             if crop.shape[0] < 1 or crop.shape[1] < 1:
                 raise InvalidCropError(f"crop {i} is empty")
 
-    def _run(
-        self, crops: Sequence[np.ndarray], *, brands: bool = True, features: bool = False
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """One runtime call per chunk: the probabilities and, when asked, the pooled features (a `separable`
-        runtime computes only what is asked)."""
+    def _pixels(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The crops as the network's input (resized as in training), computed once however many passes read it."""
         self._check(crops)
+        if not crops:
+            return np.zeros((0, self.input_size, self.input_size, 3), np.float32)
+        return np.stack([to_input(c, size=self.input_size) for c in crops]).astype(np.float32)
+
+    def _run(
+        self, pixels: np.ndarray, *, brands: bool = True, features: bool = False
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """One runtime call per chunk of ``pixels``: the probabilities and, when asked, the pooled features (a
+        `separable` runtime computes only what is asked)."""
         if features and not self._runtime.has_pooled:
             raise RuntimeError(f"this classifier has no feature output: {self._regions_unavailable}")
-        out = np.zeros((len(crops), len(self.labels)), dtype=np.float32) if brands else None
-        feats = np.zeros((len(crops), 1280), dtype=np.float32) if features else None
+        out = np.zeros((len(pixels), len(self.labels)), dtype=np.float32) if brands else None
+        feats = np.zeros((len(pixels), 1280), dtype=np.float32) if features else None
         step = self._runtime.max_batch
         with self._lock:
-            for start in range(0, len(crops), step):
-                chunk = crops[start : start + step]
-                batch = np.stack([to_input(c, size=self.input_size) for c in chunk]).astype(np.float32)
-                result = self._runtime.run(batch, probabilities=brands, pooled=features)
+            for start in range(0, len(pixels), step):
+                result = self._runtime.run(pixels[start : start + step], probabilities=brands, pooled=features)
                 if out is not None:
                     assert result.probabilities is not None
-                    out[start : start + len(chunk)] = result.probabilities
+                    out[start : start + step] = result.probabilities
                 if feats is not None:
                     assert result.pooled is not None
-                    feats[start : start + len(chunk)] = result.pooled
+                    feats[start : start + step] = result.pooled
         return out, feats
 
     def pooled_features(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """The backbone's pooled features, one 1280-d row per crop (what the car head reads); a RuntimeError when
         the runtime cannot give them."""
-        features = self._run(crops, brands=False, features=True)[1]
+        features = self._run(self._pixels(crops), brands=False, features=True)[1]
         assert features is not None
         return features
 
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """The calibrated probabilities, one row per crop (``len(crops) x len(labels)``)."""
-        probabilities = self._run(crops)[0]
+        probabilities = self._run(self._pixels(crops))[0]
         assert probabilities is not None
         return probabilities
 
@@ -170,14 +174,15 @@ class BrandClassifier:
             return [], np.zeros(0, dtype=np.float32)
         # float32, as the P(car) the modes compare with their thresholds: the same crops pass here and there
         floors = np.broadcast_to(np.asarray(min_car, dtype=np.float32), (len(crops),))
+        pixels = self._pixels(crops)
         if self._runtime.separable:
-            feats = self._run(crops, brands=False, features=True)[1]
+            feats = self._run(pixels, brands=False, features=True)[1]
             assert feats is not None
             car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
             wanted = np.flatnonzero(car >= floors)
-            probs = self._run([crops[int(i)] for i in wanted])[0] if len(wanted) else None
+            probs = self._run(pixels[wanted])[0] if len(wanted) else None
         else:
-            every, feats = self._run(crops, features=True)
+            every, feats = self._run(pixels, features=True)
             assert feats is not None and every is not None
             car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
             wanted = np.flatnonzero(car >= floors)

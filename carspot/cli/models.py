@@ -74,6 +74,25 @@ def models_validation(
         typer.echo(f"{path}: {len(samples)} photos")
 
 
+@app.command("reexport")
+def models_reexport(
+    version: Annotated[str, typer.Argument(help="A version with Keras weights whose files to make again.")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="The datasets it was trained on (default: the manifest's, from the shared folder)."),
+    ] = None,
+) -> None:
+    """A new version with VERSION's brand weights and files exported again by today's code (`carspot.classifier
+    .reexport`): promote it like any other. Needs the train extra."""
+    from carspot.classifier.reexport import reexport
+    from carspot.classifier.registry import read_manifest
+
+    s = current_settings()
+    names = read_manifest(s.model_dir, version)["training"].get("datasets") or {"stanford-cars": {}}
+    sources = data or [s.shared_dir / "data" / name / "labels.csv" for name in names]
+    typer.echo(reexport(s.model_dir, version, sources=sources))
+
+
 @app.command("promote")
 def models_promote(
     candidate: Annotated[str, typer.Argument(help="The version to make current.")],

@@ -76,3 +76,26 @@ def test_the_car_probability_does_not_depend_on_the_brand_network(imagenet: Any,
     a = _car_probability(_classifier(imagenet, seed=1), photos)
     b = _car_probability(_classifier(imagenet, seed=2), photos)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("side", [SIZE, 448])
+def test_the_branch_is_the_imagenet_network_on_the_input_averaged_two_to_one(
+    imagenet: Any, shared_dir: Path, side: int
+) -> None:
+    """The average folded into the branch's stem is the same arithmetic as averaging first (the serving side, and
+    region search's whole-image side)."""
+    import keras
+
+    from carspot.classifier import keras_model
+    from carspot.classifier.backbone import imagenet_network
+
+    photos = [load_image(s.path) for s in load_samples(shared_dir / "data" / "stanford-cars" / "labels.csv")[:3]]
+    pixels = np.stack([to_input(im, size=side) for im in photos]).astype(np.float32)
+    averaged = pixels.reshape(len(photos), side // 2, 2, side // 2, 2, 3).mean(axis=(2, 4))
+    plain = imagenet_network(input_size=None)
+    expected = keras.Model(plain.input, [plain.get_layer("pool").output, plain.get_layer("head_relu6").output])
+    pooled, feature_map = keras_model.build_car_branch(imagenet=imagenet).predict(pixels, verbose=0)
+    want_pooled, want_map = expected.predict(averaged, verbose=0)
+    assert feature_map.shape == want_map.shape == (len(photos), side // 64, side // 64, 1280)
+    np.testing.assert_allclose(pooled, want_pooled, atol=2e-3, rtol=1e-3)
+    np.testing.assert_allclose(feature_map, want_map, atol=5e-3, rtol=1e-3)
