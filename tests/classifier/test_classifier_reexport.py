@@ -36,9 +36,7 @@ def test_a_reexported_version_keeps_the_brand_weights_and_answers_as_the_origina
 
     labels = _tiny_dataset(shared_dir, tmp_path / "tiny")
     models = tmp_path / "models"
-    config = TrainConfig(
-        views=1, head_epochs=2, finetune_epochs=1, batch_size=8, input_size=64, min_photos_per_make=10
-    )
+    config = TrainConfig(views=1, head_epochs=2, finetune_epochs=1, batch_size=8, input_size=64, min_photos_per_make=10)
     train(
         [labels],
         model_dir=models,
