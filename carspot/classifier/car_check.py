@@ -21,7 +21,7 @@ import numpy as np
 __all__ = ["CarCheckReport", "car_check_regression", "measure_car_check"]
 
 CarScorer = Callable[..., tuple[Any, np.ndarray]]
-"""``predict_regions(crops, *, top_k)`` of `carspot.classifier.serving.BrandClassifier`."""
+"""``predict_regions(crops, *, top_k, min_car)`` of `carspot.classifier.serving.BrandClassifier`."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ def reexport(
 
     ``sources``: the datasets ``version`` was trained on (their ``labels.csv``), checked against its manifest, from
     which its calibration photos and validation split are rebuilt."""
+    import keras
+
     from carspot.classifier import keras_model
     from carspot.classifier.backbone import imagenet_network
     from carspot.classifier.car_scale import fit_car_head
@@ -71,7 +73,8 @@ def reexport(
         manifest.update(
             version=name,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
-            metrics={},  # scored again below, through the new files
+            # the training run's figures stay (the weights are the same); the files' own are scored again below
+            metrics={k: v for k, v in original.get("metrics", {}).items() if "/released" not in k},
             derived_from={
                 "version": version,
                 "what": "the same brand weights; ONNX and LiteRT files exported again by today's code, car head "
@@ -85,7 +88,10 @@ def reexport(
             temperature=float(manifest["temperature"]),
             car_branch_imagenet=imagenet_network() if CAR_BRANCH in manifest else None,
         )
-        keras_model.export_tflite(serving, out / MODEL_FILE, calibration=calibration)
+        # at the version's side, as training exports it: LiteRT prepares the file at that shape before any resize
+        # (any side: a 1 x 1 default input is too small for the branch's 6 x 6 stem)
+        pixels = keras.Input((side, side, 3), name="pixels")
+        keras_model.export_tflite(keras.Model(pixels, serving(pixels)), out / MODEL_FILE, calibration=calibration)
         manifest.update(
             model_file=MODEL_FILE,
             sha256=file_sha256(out / MODEL_FILE),
@@ -96,9 +102,8 @@ def reexport(
         manifest[ONNX_MODEL] = add_onnx(model_dir, name, calibration=calibration)
         write_manifest(out, manifest)
         manifest[CAR_HEAD] = fit_car_head(model_dir, name, car_photos=photos)
-        report, manifest["metrics"] = _scores(
-            load_classifier(model_dir, name, runtime="onnxruntime"), original, sources
-        )
+        report, scores = _scores(load_classifier(model_dir, name, runtime="onnxruntime"), original, sources)
+        manifest["metrics"].update(scores)
         report.save_confusion_png(out / "confusion.png")
         (out / "validation.json").write_text(report.to_json() + "\n")
         write_manifest(out, manifest)

@@ -22,10 +22,15 @@ class BrightnessIsCarness:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.floors: set[float] = set()
 
-    def __call__(self, crops: Sequence[np.ndarray], *, top_k: int) -> tuple[list[list[tuple[str, float]]], np.ndarray]:
+    def __call__(
+        self, crops: Sequence[np.ndarray], *, top_k: int, min_car: float = 0.0
+    ) -> tuple[list[list[tuple[str, float]]], np.ndarray]:
         self.batches.append(len(crops))
-        return [[("Audi", 1.0)] for _ in crops], np.array([c.mean() / 255 for c in crops], dtype=np.float32)
+        self.floors.add(min_car)
+        car = np.array([c.mean() / 255 for c in crops], dtype=np.float32)
+        return [[("Audi", 1.0)] if p >= min_car else [] for p in car], car
 
 
 def grey(level: int) -> np.ndarray:
@@ -42,6 +47,7 @@ def test_counts_each_side_against_its_own_threshold_in_bounded_batches() -> None
     assert (result.car_photos, result.cars_accepted, result.car_free, result.car_free_passed) == (5, 3, 4, 2)
     assert result.car_recall == 0.6 and result.false_car_rate == 0.5
     assert head.batches == [2, 2, 1, 2, 2]
+    assert head.floors == {np.inf}  # P(car) only: no makes asked for, so no brand pass where it can be skipped
     assert result.summary()["false_car_rate"] == 0.5
 
 

@@ -55,6 +55,10 @@ def test_a_reexported_version_keeps_the_brand_weights_and_answers_as_the_origina
     assert again["labels"] == original["labels"] and again["training"] == original["training"]
     assert again["car_head"]["photos"] == original["car_head"]["photos"]
     assert set(again["metrics"]) >= {"combined/released", "combined/released-onnx-int8"}
+    trained = {k: v for k, v in original["metrics"].items() if "/released" not in k}
+    assert trained and all(again["metrics"][k] == v for k, v in trained.items())  # the weights' own figures
+    assert not {k for k in again["metrics"] if "released-float32" in k or "released-int8" in k}  # other files'
+
     assert (models / "versions" / "again" / "validation.json").is_file()
     with pytest.raises(FileExistsError):  # a version is never rewritten
         reexport(models, "original", sources=[labels], new_version="again")
