@@ -95,7 +95,7 @@ class BrandClassifier(Protocol):
 
 
 class RegionClassifier(BrandClassifier, Protocol):
-    """A brand model that also says how likely each crop shows a car, from the same backbone pass."""
+    """A brand model that also says how likely each crop shows a car (its car check)."""
 
     def predict_regions(
         self, crops: Sequence[np.ndarray], *, top_k: int = TOP_K, min_car: float | Sequence[float] = 0.0
@@ -294,7 +294,7 @@ def detector_mode(
     A box smaller than ``min_box_area`` square pixels is dropped first (0: none is), then a box with more than
     ``max_inside`` of its area inside a more confident box (1: none is).
 
-    With a model that has ``predict_regions``, each box's crop is also checked by the car head (same pass) and
+    With a model that has ``predict_regions``, each box's crop is also checked by the car head (same call) and
     dropped when its P(car) is below ``box_threshold`` (0: keep every box), so a detector's plain mistake gives
     no brands. ``whole_image``: the whole image is verified too, in the same batch as the boxes; when its P(car)
     reaches ``whole_image_threshold`` its top-5 feeds the image's top-5, and it is a car region of its own only
@@ -446,7 +446,7 @@ def standard_mode(
     *, classifier: ClassifierSource, whole_image_threshold: float = WHOLE_IMAGE_CAR_THRESHOLD
 ) -> ModeRunner:
     """The whole image through the brand classifier (the reference paper's fast mode), with brands only when
-    the car check calls it a car: P(car) from the same pass reaches ``whole_image_threshold``, the test the
+    the car check calls it a car: P(car) from the same call reaches ``whole_image_threshold``, the test the
     other modes hold the whole image to. Without it a photo of horses or a bus got the makes of some car.
     A brand model with no car check (no ``predict_regions``) cannot serve this mode: `UnsupportedMode`."""
 

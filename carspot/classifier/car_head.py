@@ -3,7 +3,8 @@
 The released classifier is EfficientNet-Lite0 fine-tuned from block 8 with a brand head on its pooled 1280-d
 features. The ImageNet classifier of the same backbone (``_fc``, 1280→1000, from the PyPI package the backbone
 was built from) is applied to those same pooled features, and its softmax summed over ImageNet's car classes
-is the probability that a crop shows a car, so one backbone run gives both the brand top-k and the car score.
+is the probability that a crop shows a car. (Versions since 20261206T170207Z give it the pooled features of a frozen
+car branch of their own instead: `carspot.classifier.keras_model.build_car_branch`.)
 
 Two pieces, both done once at load and kept in memory (nothing new is committed):
 
