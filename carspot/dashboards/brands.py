@@ -26,17 +26,7 @@ from sqlalchemy import Connection, Engine
 
 from carspot.dashboards.brand_figures import BrandFigures, Period, brand_figures, period
 from carspot.dashboards.brand_page import BrandView, CompareView, render_brand, render_compare
-from carspot.dashboards.filters import (
-    CampaignParam,
-    ConfidenceParam,
-    DaysParam,
-    ModeParam,
-    SinceParam,
-    SourceParam,
-    UntilParam,
-    View,
-    read_view,
-)
+from carspot.dashboards.filters import View, ViewQuery
 from carspot.dashboards.intervals import Interval, wilson
 from carspot.store.queries import (
     BrandImage,
@@ -179,26 +169,9 @@ def add_brand_routes(app: FastAPI, *, engine: Engine, now: Callable[[], datetime
     an included router) so they sit in its flat route table with the others, where the sign-in walk finds them."""
     router = app
 
-    def view_of(
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
-    ) -> View:
+    def view_of(query: Annotated[ViewQuery, Depends()]) -> View:
         """The filters of the query string, read once for every route (a FastAPI dependency)."""
-        return read_view(
-            now=now(),
-            days=days,
-            since=since,
-            until=until,
-            source=source,
-            campaign=campaign,
-            mode=mode,
-            min_confidence=min_confidence,
-        )
+        return query.read(now=now())
 
     def known(conn: Connection, make: str) -> str:
         found = find_make(conn, make=make)

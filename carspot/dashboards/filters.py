@@ -165,3 +165,34 @@ ModeParam = Annotated[str | None, Query(description="analyses in this mode only:
 ConfidenceParam = Annotated[
     str | None, Query(description="0..1: below it, an image's best make counts as unidentified")
 ]
+
+
+@dataclass(frozen=True)
+class ViewQuery:
+    """The view's query parameters as sent: a FastAPI dependency (``Annotated[ViewQuery, Depends()]``) that every
+    page and API taking the whole view shares, read by `read` (one parameter list, one meaning)."""
+
+    days: DaysParam = None
+    since: SinceParam = None
+    until: UntilParam = None
+    source: SourceParam = None
+    campaign: CampaignParam = None
+    mode: ModeParam = None
+    min_confidence: ConfidenceParam = None
+
+    def read(self, *, now: datetime, default_days: int | None = None) -> View:
+        """`read_view` of these values; ``default_days`` fills in ``days`` when neither it nor ``since`` is given
+        (so the view's links carry it), else `DEFAULT_DAYS` applies unsaid."""
+        days = self.days
+        if default_days is not None and not days and not self.since:
+            days = str(default_days)
+        return read_view(
+            now=now,
+            days=days,
+            since=self.since,
+            until=self.until,
+            source=self.source,
+            campaign=self.campaign,
+            mode=self.mode,
+            min_confidence=self.min_confidence,
+        )

@@ -31,6 +31,7 @@ import logging
 import secrets
 import time as timer
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -49,11 +50,11 @@ from carspot.dashboards.filters import (
     CampaignParam,
     ConfidenceParam,
     DaysParam,
-    ModeParam,
     SinceParam,
     SourceParam,
     UntilParam,
     View,
+    ViewQuery,
     parse_instant,
     read_filters,
     read_view,
@@ -151,35 +152,14 @@ def create_app(
         return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(
-        request: Request,
-        window: WindowParam = None,
-        days: DaysParam = None,
-        since: SinceParam = None,
-        until: UntilParam = None,
-        source: SourceParam = None,
-        campaign: CampaignParam = None,
-        mode: ModeParam = None,
-        min_confidence: ConfidenceParam = None,
-    ) -> HTMLResponse:
+    def dashboard(request: Request, query: Annotated[ViewQuery, Depends()], window: WindowParam = None) -> HTMLResponse:
         who = principal(request)
         at = now()
         if window:
             if window not in LEGACY_WINDOWS:
                 raise HTTPException(422, f"window must be one of {', '.join(LEGACY_WINDOWS)}, got {window!r}")
-            days = days or str(LEGACY_WINDOWS[window])
-        if not days and not since:
-            days = str(HOME_DAYS)
-        view = read_view(
-            now=at,
-            days=days,
-            since=since,
-            until=until,
-            source=source,
-            campaign=campaign,
-            mode=mode,
-            min_confidence=min_confidence,
-        )
+            query = replace(query, days=query.days or str(LEGACY_WINDOWS[window]))
+        view = query.read(now=at, default_days=HOME_DAYS)
         f = view.filters
         with engine.connect() as conn:
             page = DashboardView(
