@@ -32,15 +32,13 @@ weights the two networks have in common (13 of 290 in version 20261206T170207Z).
 brand network's own shares nearly all (287 of 290)."""
 
 
-def split_brand_and_car(model: bytes) -> tuple[bytes, bytes] | None:
-    """(brand part, car part) of a three-output file: pixels -> probabilities, and pixels -> pooled and
-    feature_map, each with only the nodes it needs (`onnx.utils.Extractor`). None when the parts overlap (the
-    features are the brand network's own): splitting would run the network twice."""
-    import onnx
+def split_brand_and_car(model: Any) -> tuple[bytes, bytes] | None:
+    """(brand part, car part) of a three-output file (its parsed ``onnx.ModelProto``): pixels -> probabilities, and
+    pixels -> pooled and feature_map, each with only the nodes it needs (`onnx.utils.Extractor`). None when the
+    parts overlap (the features are the brand network's own): splitting would run the network twice."""
     from onnx.utils import Extractor
 
-    proto = onnx.load_from_string(model)
-    extractor = Extractor(proto)
+    extractor = Extractor(model)
     brand = extractor.extract_model(["pixels"], ["probabilities"])
     car = extractor.extract_model(["pixels"], ["pooled", "feature_map"])
     shared = {n.name for n in brand.graph.node} & {n.name for n in car.graph.node}
@@ -57,6 +55,7 @@ class OnnxRuntime:
     features_unavailable = ""
 
     def __init__(self, model: bytes, *, threads: int | None = 2, max_batch: int = 32) -> None:
+        import onnx
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -73,16 +72,22 @@ class OnnxRuntime:
             except Exception as exc:  # ONNX Runtime's own errors (InvalidProtobuf, Fail, ...) derive from Exception
                 raise ValueError(f"{type(exc).__name__}: {exc}") from exc
 
-        whole = session(model)  # also checks the file before it is cut
-        outputs = {o.name: o.shape for o in whole.get_outputs()}
+        try:
+            proto = onnx.load_from_string(model)
+        except Exception as exc:  # protobuf's DecodeError and onnx's own derive from Exception only
+            raise ValueError(f"not an ONNX model: {type(exc).__name__}: {exc}") from exc
+        outputs = {o.name: o for o in proto.graph.output}
         if set(outputs) != set(ONNX_OUTPUTS):
             raise ValueError(f"expected the outputs {ONNX_OUTPUTS}, the file has {sorted(outputs)}")
-        self.classes = int(outputs["probabilities"][-1])
+        self.classes = int(outputs["probabilities"].type.tensor_type.shape.dim[-1].dim_value)
         self.max_batch = max_batch
-        parts = split_brand_and_car(model)
+        try:
+            parts = split_brand_and_car(proto)
+        except Exception as exc:  # onnx's checker and extractor raise their own kinds on a malformed graph
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
         self._sessions: dict[str, Any]
         if parts is None:
-            self._sessions = dict.fromkeys(ONNX_OUTPUTS, whole)
+            self._sessions = dict.fromkeys(ONNX_OUTPUTS, session(model))
         else:
             brand, car = session(parts[0]), session(parts[1])
             self._sessions = {"probabilities": brand, "pooled": car, "feature_map": car}

@@ -48,7 +48,7 @@ def reexport(
     from carspot.classifier.car_scale import fit_car_head
     from carspot.classifier.onnx_export import add_onnx
     from carspot.classifier.serving import load_classifier
-    from carspot.classifier.training import _as_inputs, _rebuilt_splits, calibration_photos
+    from carspot.classifier.training import VersionData, as_inputs
 
     original = read_manifest(model_dir, version, verify=True)
     weights = original.get(TENSORFLOW_WEIGHTS)
@@ -58,10 +58,10 @@ def reexport(
     out = version_dir(model_dir, name)
     if out.exists():
         raise FileExistsError(f"{out} exists")
-    samples, splits = _rebuilt_splits(original, sources)
-    photos = calibration_photos(samples, sorted(i for sp in splits.values() for i in sp.train))
+    data = VersionData.rebuild(original, sources)  # reads and hashes every training image: once
+    photos = data.calibration_photos()
     side = int(original["input"]["size"])
-    calibration = _as_inputs(photos, size=side)
+    calibration = as_inputs(photos, size=side)
 
     out.mkdir(parents=True)
     try:
@@ -102,7 +102,7 @@ def reexport(
         manifest[ONNX_MODEL] = add_onnx(model_dir, name, calibration=calibration)
         write_manifest(out, manifest)
         manifest[CAR_HEAD] = fit_car_head(model_dir, name, car_photos=photos)
-        report, scores = _scores(load_classifier(model_dir, name, runtime="onnxruntime"), original, sources)
+        report, scores = _scores(load_classifier(model_dir, name, runtime="onnxruntime"), data.held_out())
         manifest["metrics"].update(scores)
         report.save_confusion_png(out / "confusion.png")
         (out / "validation.json").write_text(report.to_json() + "\n")
@@ -113,13 +113,12 @@ def reexport(
     return name
 
 
-def _scores(classifier: Any, manifest: dict[str, Any], sources: Sequence[Path | str]) -> tuple[Any, dict[str, Any]]:
+def _scores(classifier: Any, held_out: dict[str, list[Any]]) -> tuple[Any, dict[str, Any]]:
     """The served ONNX file's report on all the held-out photos (whole photos, as training reports), and each
     dataset's top-1/top-5 apart, as manifest metrics."""
     from carspot.classifier.evaluate import evaluate_by
-    from carspot.classifier.training import validation_samples
 
-    named = [(name, s) for name, part in validation_samples(manifest, sources).items() for s in part]
+    named = [(name, s) for name, part in held_out.items() for s in part]
     dataset_of = {id(s): name for name, s in named}
     report, apart = evaluate_by([s for _, s in named], classifier.predict_one, keys=lambda s: [dataset_of[id(s)]])
     # named as training names them: "stanford-cars by-model/released-onnx-int8", "combined/released"

@@ -175,18 +175,16 @@ class BrandClassifier:
         # float32, as the P(car) the modes compare with their thresholds: the same crops pass here and there
         floors = np.broadcast_to(np.asarray(min_car, dtype=np.float32), (len(crops),))
         pixels = self._pixels(crops)
-        if self._runtime.separable:
-            feats = self._run(pixels, brands=False, features=True)[1]
-            assert feats is not None
-            car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
-            wanted = np.flatnonzero(car >= floors)
-            probs = self._run(pixels[wanted])[0] if len(wanted) else None
-        else:
-            every, feats = self._run(pixels, features=True)
-            assert feats is not None and every is not None
-            car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
-            wanted = np.flatnonzero(car >= floors)
-            probs = every[wanted]
+        separable = self._runtime.separable
+        probs, feats = self._run(pixels, brands=not separable, features=True)
+        assert feats is not None
+        car = car_probability(feats, self._car_head, scale=self.car_logit_scale)
+        wanted = np.flatnonzero(car >= floors)
+        if not separable:  # one pass gave every crop's makes
+            assert probs is not None
+            probs = probs[wanted]
+        elif len(wanted):
+            probs = self._run(pixels[wanted])[0]
         tops: list[list[tuple[str, float]]] = [[] for _ in crops]
         if probs is not None:
             for i, top in zip(wanted, self._top_k(probs, top_k), strict=True):

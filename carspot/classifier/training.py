@@ -468,10 +468,11 @@ def calibration_inputs(
 ) -> list[np.ndarray]:
     """The int8 exports' calibration: `calibration_photos`, plain (no augmentation), as ``1 x size x size x 3``
     raw pixels (the model's input size). Also re-exports a released version from the same photos."""
-    return _as_inputs(calibration_photos(samples, train_indices), size=size)
+    return as_inputs(calibration_photos(samples, train_indices), size=size)
 
 
-def _as_inputs(photos: Sequence[np.ndarray], *, size: int) -> list[np.ndarray]:
+def as_inputs(photos: Sequence[np.ndarray], *, size: int) -> list[np.ndarray]:
+    """Photos as int8 calibration inputs: each ``1 x size x size x 3`` float32, resized as served."""
     return [to_input(photo, size=size).astype(np.float32)[None] for photo in photos]
 
 
@@ -520,19 +521,38 @@ def _rebuilt_splits(manifest: dict[str, Any], sources: Sequence[Path | str]) -> 
     return samples, _validation_splits(samples, split, cfg)
 
 
+@dataclass(frozen=True)
+class VersionData:
+    """A version's samples and per-dataset splits, rebuilt once from its recipe and the data it was trained on
+    (checked against the manifest's ``training_data_sha256``: every image is read and hashed, so build it once)."""
+
+    samples: list[Sample]
+    splits: dict[str, Split]
+
+    @classmethod
+    def rebuild(cls, manifest: dict[str, Any], sources: Sequence[Path | str]) -> VersionData:
+        return cls(*_rebuilt_splits(manifest, sources))
+
+    def held_out(self) -> dict[str, list[Sample]]:
+        """The photos the version held out, per dataset (``<dataset>-<split kind>``)."""
+        return {f"{name}-{sp.kind}": [self.samples[i] for i in sp.val] for name, sp in self.splits.items()}
+
+    def calibration_photos(self) -> list[np.ndarray]:
+        """The photos its int8 files were calibrated on and its car head fitted on, as loaded."""
+        return calibration_photos(self.samples, sorted(i for sp in self.splits.values() for i in sp.train))
+
+
 def validation_samples(manifest: dict[str, Any], sources: Sequence[Path | str]) -> dict[str, list[Sample]]:
     """The photos a version held out, per dataset (``<dataset>-<split kind>``): what `carspot models validation`
     writes, so that promotion and evaluation compare versions on photos neither trained on."""
-    samples, splits = _rebuilt_splits(manifest, sources)
-    return {f"{name}-{sp.kind}": [samples[i] for i in sp.val] for name, sp in splits.items()}
+    return VersionData.rebuild(manifest, sources).held_out()
 
 
 def version_calibration_inputs(manifest: dict[str, Any], sources: Sequence[Path | str]) -> list[np.ndarray]:
-    """The int8 calibration inputs a version was exported with (`calibration_inputs` of its training photos, at its
-    input side): re-exports (`carspot.classifier.onnx_export.add_onnx`) reproduce its files from them."""
-    samples, splits = _rebuilt_splits(manifest, sources)
-    train_indices = sorted(i for sp in splits.values() for i in sp.train)
-    return calibration_inputs(samples, train_indices, size=int(manifest["input"]["size"]))
+    """The int8 calibration inputs a version was exported with (`VersionData.calibration_photos` at its side):
+    re-exports (`carspot.classifier.onnx_export.add_onnx`) reproduce its files from them."""
+    photos = VersionData.rebuild(manifest, sources).calibration_photos()
+    return as_inputs(photos, size=int(manifest["input"]["size"]))
 
 
 def train(
@@ -797,7 +817,7 @@ def train(
     photos = calibration_photos(samples, tr)  # decoded once: the int8 calibration and the car head's fit
     if cfg.quantize:
         float_bytes = (out / MODEL_FILE).read_bytes()
-        calibration = _as_inputs(photos, size=cfg.input_size)
+        calibration = as_inputs(photos, size=cfg.input_size)
         keras_model.export_tflite(classifier, out / MODEL_FILE, calibration=calibration)
         record_model_file("int8")
         quantized = evaluate_served("int8")
