@@ -11,7 +11,9 @@ runtime uses ``--threads`` threads, and
 ``--processes`` single-threaded processes at once (one worker per core, how ops scale CarSpot), whose rates are
 summed. ``auto`` serves the ONNX file on CPU;
 ``--runtime litert`` measures the LiteRT file, ``--runtime tensorflow`` the GPU runtime (on a machine without a
-GPU, TensorFlow's CPU device). Asserts nothing.
+GPU, TensorFlow's CPU device). numpy's BLAS threads are capped as a worker caps them (before
+2026-12-07 they were not, and OpenBLAS's spinning threads cost ``predict_regions`` about 1.4 ms per crop). Asserts
+nothing.
 
     .venv/bin/python bench/classifier.py [--model-dir models] [--seconds 10] [--threads 2] [--processes 2]
                                          [--runtime auto|onnxruntime|litert|tensorflow] [--json]
@@ -33,8 +35,11 @@ import numpy as np
 from PIL import Image
 
 from carspot.classifier.runtime import RuntimeChoice
+from carspot.pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+BLAS_THREADS = Settings.model_fields["blas_threads"].default
+"""numpy's BLAS threads, capped as a worker caps them (`carspot.pipeline.app.load_analysis`)."""
 SHARED = Path(os.environ.get("CARSPOT_SHARED_DIR", ROOT.parent / "shared"))
 
 
@@ -103,9 +108,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from carspot.classifier.serving import load_classifier
+    from carspot.pipeline.app import cap_blas_threads
 
     if args.single:
         one = load_classifier(args.model_dir, args.version, threads=1, runtime=args.runtime)
+        cap_blas_threads(BLAS_THREADS)
         pool = crops(64)
         rates = [throughput(one.predict, pool[:n], args.seconds) for n in (1, 32)]
         print(json.dumps({"batch1": rates[0], "batch32": rates[1]}))
@@ -114,6 +121,7 @@ def main() -> None:
     started = time.perf_counter()
     classifier = load_classifier(args.model_dir, args.version, threads=args.threads, runtime=args.runtime)
     warm_load = time.perf_counter() - started
+    cap_blas_threads(BLAS_THREADS)
     cold_load = cold_load_seconds(args.model_dir, args.version, args.threads, args.runtime)
     pool = crops(64)
     assert classifier.model_path is not None
