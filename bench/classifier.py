@@ -35,11 +35,9 @@ import numpy as np
 from PIL import Image
 
 from carspot.classifier.runtime import RuntimeChoice
-from carspot.pipeline.settings import Settings
+from carspot.pipeline.blas import BLAS_THREADS_DEFAULT, cap_blas_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-BLAS_THREADS = Settings.model_fields["blas_threads"].default
-"""numpy's BLAS threads, capped as a worker caps them (`carspot.pipeline.app.load_analysis`)."""
 SHARED = Path(os.environ.get("CARSPOT_SHARED_DIR", ROOT.parent / "shared"))
 
 
@@ -108,11 +106,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from carspot.classifier.serving import load_classifier
-    from carspot.pipeline.app import cap_blas_threads
 
     if args.single:
         one = load_classifier(args.model_dir, args.version, threads=1, runtime=args.runtime)
-        cap_blas_threads(BLAS_THREADS)
+        cap_blas_threads(BLAS_THREADS_DEFAULT)
         pool = crops(64)
         rates = [throughput(one.predict, pool[:n], args.seconds) for n in (1, 32)]
         print(json.dumps({"batch1": rates[0], "batch32": rates[1]}))
@@ -121,7 +118,7 @@ def main() -> None:
     started = time.perf_counter()
     classifier = load_classifier(args.model_dir, args.version, threads=args.threads, runtime=args.runtime)
     warm_load = time.perf_counter() - started
-    cap_blas_threads(BLAS_THREADS)
+    cap_blas_threads(BLAS_THREADS_DEFAULT)
     cold_load = cold_load_seconds(args.model_dir, args.version, args.threads, args.runtime)
     pool = crops(64)
     assert classifier.model_path is not None

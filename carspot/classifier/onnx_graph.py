@@ -1,76 +1,89 @@
-"""Cut an ONNX file down to the nodes some of its outputs need, with protobuf alone.
+"""Cut an ONNX file down to the nodes some of its outputs need, reading only the names in its protobuf bytes.
 
 Why not ``onnx.utils.Extractor``: importing the ``onnx`` package imports ``ml_dtypes``, whose extension takes
-0.56 s to initialise on this CPU (2026-12-07), which tripled a worker's model load (0.3 -> 1.0 s) and added
-~70 MB of peak memory, to compute a list of nodes. The cut only needs the graph's names: each node's inputs and
-outputs, each initializer's, input's and output's name. This module reads those through a message schema of its
-own that declares just those fields, with their numbers in ``onnx.proto``; protobuf keeps every field it does
-not declare (weights, attributes, types, opsets) as unknown fields and writes them back byte for byte. A test
-checks the cut against ``onnx.utils.Extractor``'s on the released file.
+0.56 s to initialise on this CPU (2026-12-07); it tripled a worker's model load (0.3 -> 1.0 s) and added ~70 MB
+of peak memory, to compute a list of nodes. Nor protobuf's generated classes: with a schema of our own it took
+35-48 ms of a fresh process (its import and three copies of the 8 MB file) for what this takes in a few.
+
+The cut needs only the graph's names: each node's inputs and outputs, each initializer's, input's, output's and
+value info's name. This module walks the file's protobuf wire format (tag, then a varint, 8 or 4 bytes, or a
+length and that many bytes), decodes only those strings, and writes every entry it keeps back as the very bytes it
+read: weights, attributes, types and opsets are never decoded. Field numbers are onnx.proto's. A test checks
+each cut against ``onnx.utils.Extractor``'s on the released file and runs both.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["GraphCut", "cut_graph", "output_names"]
+__all__ = ["GraphCut", "OnnxGraph", "cut_graph", "output_names"]
 
-_PACKAGE = "carspot.onnx_names"
-
-
-@functools.cache
-def _model_class() -> Any:
-    """``ModelProto`` with only ``graph`` declared, ``GraphProto`` with only its name lists (onnx.proto's numbers)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    field = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="carspot/onnx_names.proto", package=_PACKAGE, syntax="proto2")
-
-    def message(name: str, *fields: tuple[str, int, bool, str | None]) -> None:
-        declared = proto.message_type.add(name=name)
-        for field_name, number, repeated, message_type in fields:
-            entry = declared.field.add(name=field_name, number=number)
-            entry.label = field.LABEL_REPEATED if repeated else field.LABEL_OPTIONAL
-            if message_type is None:
-                entry.type = field.TYPE_STRING
-            else:
-                entry.type, entry.type_name = field.TYPE_MESSAGE, f".{_PACKAGE}.{message_type}"
-
-    message("ValueInfo", ("name", 1, False, None))  # ValueInfoProto.name = 1
-    message("Tensor", ("name", 8, False, None))  # TensorProto.name = 8
-    message("Node", ("input", 1, True, None), ("output", 2, True, None), ("name", 3, False, None))
-    message(
-        "Graph",  # GraphProto: node = 1, initializer = 5, input = 11, output = 12, value_info = 13
-        ("node", 1, True, "Node"),
-        ("initializer", 5, True, "Tensor"),
-        ("input", 11, True, "ValueInfo"),
-        ("output", 12, True, "ValueInfo"),
-        ("value_info", 13, True, "ValueInfo"),
-    )
-    message("Model", ("graph", 7, False, "Graph"))  # ModelProto.graph = 7
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.Model"))
+_MODEL_GRAPH = 7  # ModelProto.graph
+_GRAPH_LISTS = {1: "node", 5: "initializer", 11: "input", 12: "output", 13: "value_info"}  # GraphProto
+_NAME_FIELD = {"initializer": 8, "input": 1, "output": 1, "value_info": 1}  # TensorProto.name, ValueInfoProto.name
+_NODE_INPUT, _NODE_OUTPUT, _NODE_ATTRIBUTE = 1, 2, 5  # NodeProto
+_ATTRIBUTE_GRAPHS = (6, 11)  # AttributeProto.g, .graphs: a control-flow subgraph, which may read outer values
+_LENGTH_DELIMITED = 2
 
 
-def _parse(model: bytes) -> Any:
-    from google.protobuf.message import DecodeError
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("not an ONNX model: a varint runs past its message")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
+
+def _fields(data: memoryview) -> Iterator[tuple[int, memoryview, memoryview]]:
+    """Each field of one message: (number, the field's bytes from its tag on, its payload if length-delimited)."""
+    pos = 0
+    while pos < len(data):
+        start = pos
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        payload_start = pos
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == _LENGTH_DELIMITED:
+            length, payload_start = _varint(data, pos)
+            pos = payload_start + length
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"not an ONNX model: wire type {wire} of field {number}")
+        if number == 0 or pos > len(data):
+            raise ValueError("not an ONNX model: a field runs past its message")
+        yield number, data[start:pos], data[payload_start:pos] if wire == _LENGTH_DELIMITED else data[pos:pos]
+
+
+def _text(payload: memoryview) -> str:
     try:
-        parsed = _model_class().FromString(model)
-    except DecodeError as exc:
-        raise ValueError(f"not an ONNX model: {exc}") from exc
-    if not parsed.HasField("graph") or not parsed.graph.node:
-        raise ValueError("not an ONNX model: no graph")
-    return parsed
+        return str(payload, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not an ONNX model: a name is not UTF-8 ({exc})") from exc
 
 
-def output_names(model: bytes) -> list[str]:
-    """The names of the file's graph outputs, in order."""
-    return [output.name for output in _parse(model).graph.output]
+def _name(entry: memoryview, field: int) -> str:
+    return next((_text(payload) for number, _, payload in _fields(entry) if number == field), "")
+
+
+def _key(number: int, length: int) -> bytes:
+    """A length-delimited field's tag and length."""
+    out = bytearray()
+    for value in ((number << 3) | _LENGTH_DELIMITED, length):
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -82,41 +95,108 @@ class GraphCut:
     """Indices in the original graph's node list."""
 
 
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    raw: memoryview
+    """The entry's field in the graph, tag included, as read."""
+
+
+class OnnxGraph:
+    """An ONNX file's graph, read once for its names; its weights and attributes stay undecoded bytes."""
+
+    def __init__(self, model: bytes) -> None:
+        data = memoryview(model)
+        self._model_rest: list[memoryview] = []
+        graphs: list[memoryview] = []
+        for number, raw, payload in _fields(data):
+            if number == _MODEL_GRAPH:
+                graphs.append(payload)
+            else:
+                self._model_rest.append(raw)
+        if len(graphs) != 1:
+            raise ValueError("not an ONNX model: no graph")
+        self._graph_rest: list[memoryview] = []
+        lists: dict[str, list[memoryview]] = {name: [] for name in _GRAPH_LISTS.values()}
+        node_payloads: list[memoryview] = []
+        for number, raw, payload in _fields(graphs[0]):
+            if number in _GRAPH_LISTS:
+                lists[_GRAPH_LISTS[number]].append(raw)
+                if number == 1:
+                    node_payloads.append(payload)
+            else:
+                self._graph_rest.append(raw)
+        if not node_payloads:
+            raise ValueError("not an ONNX model: no nodes")
+        self._nodes = lists["node"]
+        self._node_inputs: list[list[str]] = []
+        self._producer: dict[str, int] = {}
+        self.has_subgraphs = False
+        """A node runs a subgraph (If, Loop, Scan), which may read values the cut does not see: do not cut."""
+        for index, node in enumerate(node_payloads):
+            inputs: list[str] = []
+            for number, _, payload in _fields(node):
+                if number == _NODE_INPUT:
+                    inputs.append(_text(payload))
+                elif number == _NODE_OUTPUT:
+                    self._producer[_text(payload)] = index
+                elif number == _NODE_ATTRIBUTE:
+                    self.has_subgraphs |= any(n in _ATTRIBUTE_GRAPHS for n, _, _ in _fields(payload))
+            self._node_inputs.append(inputs)
+        self._named = {
+            name: [_Entry(_name(_payload(raw), field), raw) for raw in lists[name]]
+            for name, field in _NAME_FIELD.items()
+        }
+        self.outputs: list[str] = [entry.name for entry in self._named["output"]]
+        """The graph's output names, in order."""
+
+    def cut(self, outputs: Iterable[str]) -> GraphCut:
+        """The file with only the nodes, initializers, inputs and value infos that ``outputs`` depend on, and only
+        those outputs (what ``onnx.utils.Extractor(model).extract_model(inputs, outputs)`` gives when the inputs
+        are the graph's own)."""
+        wanted = list(dict.fromkeys(outputs))
+        missing = set(wanted) - set(self.outputs)
+        if missing:
+            raise ValueError(f"the file has no output {sorted(missing)}")
+        needed_nodes: set[int] = set()
+        needed_values: set[str] = set()
+        pending = list(wanted)
+        while pending:
+            name = pending.pop()
+            if not name or name in needed_values:  # "" is an omitted optional input
+                continue
+            needed_values.add(name)
+            index = self._producer.get(name)
+            if index is not None and index not in needed_nodes:
+                needed_nodes.add(index)
+                pending.extend(self._node_inputs[index])
+        by_output = {entry.name: entry.raw for entry in self._named["output"]}
+        graph = [
+            *self._graph_rest,
+            *(raw for index, raw in enumerate(self._nodes) if index in needed_nodes),
+            *(
+                entry.raw
+                for name in ("initializer", "input", "value_info")
+                for entry in self._named[name]
+                if entry.name in needed_values
+            ),
+            *(by_output[name] for name in wanted),
+        ]
+        length = sum(len(part) for part in graph)
+        model = b"".join([*self._model_rest, _key(_MODEL_GRAPH, length), *graph])
+        return GraphCut(model=model, nodes=frozenset(needed_nodes))
+
+
+def _payload(raw: memoryview) -> memoryview:
+    """A length-delimited field's payload (its bytes after the tag and the length)."""
+    return next(_fields(raw))[2]
+
+
 def cut_graph(model: bytes, outputs: Iterable[str]) -> GraphCut:
-    """``model`` with only the nodes, initializers, inputs and value infos that ``outputs`` depend on, and only
-    those outputs (what ``onnx.utils.Extractor(model).extract_model(inputs, outputs)`` gives when the inputs are
-    the graph's own)."""
-    parsed = _parse(model)
-    graph = parsed.graph
-    wanted = list(outputs)
-    missing = set(wanted) - {output.name for output in graph.output}
-    if missing:
-        raise ValueError(f"the file has no output {sorted(missing)}")
-    producer = {name: index for index, node in enumerate(graph.node) for name in node.output}
-    needed_nodes: set[int] = set()
-    needed_values: set[str] = set()
-    pending = list(wanted)
-    while pending:
-        name = pending.pop()
-        if not name or name in needed_values:  # "" is an omitted optional input
-            continue
-        needed_values.add(name)
-        index = producer.get(name)
-        if index is not None and index not in needed_nodes:
-            needed_nodes.add(index)
-            pending.extend(graph.node[index].input)
+    """`OnnxGraph.cut` of a file read for this one cut."""
+    return OnnxGraph(model).cut(outputs)
 
-    def keep(entries: Any, chosen: list[Any]) -> None:
-        copies = [type(entry)() for entry in chosen]  # copied first: clearing the list releases the originals
-        for copy, entry in zip(copies, chosen, strict=True):
-            copy.CopyFrom(entry)
-        del entries[:]
-        entries.extend(copies)
 
-    by_name = {output.name: output for output in graph.output}
-    keep(graph.node, [node for index, node in enumerate(graph.node) if index in needed_nodes])
-    keep(graph.initializer, [tensor for tensor in graph.initializer if tensor.name in needed_values])
-    keep(graph.input, [value for value in graph.input if value.name in needed_values])
-    keep(graph.value_info, [value for value in graph.value_info if value.name in needed_values])
-    keep(graph.output, [by_name[name] for name in dict.fromkeys(wanted)])
-    return GraphCut(model=parsed.SerializeToString(), nodes=frozenset(needed_nodes))
+def output_names(model: bytes) -> list[str]:
+    """The names of the file's graph outputs, in order."""
+    return OnnxGraph(model).outputs

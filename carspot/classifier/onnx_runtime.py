@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from carspot.classifier.onnx_graph import cut_graph, output_names
+from carspot.classifier.onnx_graph import OnnxGraph
 from carspot.classifier.runtime import RunOutputs
 
 __all__ = ["ONNX_OUTPUTS", "OnnxRuntime", "split_brand_and_car"]
@@ -34,12 +34,15 @@ weights the two networks have in common (13 of 290 in version 20261206T170207Z).
 brand network's own shares nearly all (287 of 290)."""
 
 
-def split_brand_and_car(model: bytes) -> tuple[bytes, bytes] | None:
+def split_brand_and_car(graph: OnnxGraph) -> tuple[bytes, bytes] | None:
     """(brand part, car part) of a three-output file: pixels -> probabilities, and pixels -> pooled and
-    feature_map, each with only the nodes it needs (`carspot.classifier.onnx_graph.cut_graph`). None when the
-    parts overlap (the features are the brand network's own): splitting would run the network twice."""
-    brand = cut_graph(model, ["probabilities"])
-    car = cut_graph(model, ["pooled", "feature_map"])
+    feature_map, each with only the nodes it needs (`carspot.classifier.onnx_graph.OnnxGraph.cut`). None when the
+    parts overlap (the features are the brand network's own): splitting would run the network twice; or when a node
+    runs a subgraph (which the cut does not follow)."""
+    if graph.has_subgraphs:
+        return None
+    brand = graph.cut(["probabilities"])
+    car = graph.cut(["pooled", "feature_map"])
     if len(brand.nodes & car.nodes) > SHARED_NODES_ALLOWED * min(len(brand.nodes), len(car.nodes)):
         return None
     return brand.model, car.model
@@ -69,11 +72,12 @@ class OnnxRuntime:
             except Exception as exc:  # ONNX Runtime's own errors (InvalidProtobuf, Fail, ...) derive from Exception
                 raise ValueError(f"{type(exc).__name__}: {exc}") from exc
 
-        outputs = output_names(model)
-        if set(outputs) != set(ONNX_OUTPUTS):
-            raise ValueError(f"expected the outputs {ONNX_OUTPUTS}, the file has {sorted(outputs)}")
+        graph = OnnxGraph(model)
+        if set(graph.outputs) != set(ONNX_OUTPUTS):
+            raise ValueError(f"expected the outputs {ONNX_OUTPUTS}, the file has {sorted(graph.outputs)}")
         self.max_batch = max_batch
-        parts = split_brand_and_car(model)
+        parts = split_brand_and_car(graph)
+        del graph  # its parsed copy of the file
         self._sessions: dict[str, Any]
         if parts is None:
             self._sessions = dict.fromkeys(ONNX_OUTPUTS, session(model))

@@ -13,7 +13,8 @@ batches is the worker's job, with the version recorded on every prediction.
 
 Champion/challenger: `promote` evaluates the current model and the candidate with the *same* callable on the
 same data and makes the candidate current only if it is better (top-5 first, then top-1) and, when asked, its
-car head is not worse (`carspot.classifier.car_check`), unless forced.
+car head is not worse (`carspot.classifier.car_check`), unless forced. A re-export of the champion's own weights
+(`carspot models reexport`) must match it instead of beating it (`REEXPORT_TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -204,6 +205,26 @@ def _beats(a: EvaluationReport, b: EvaluationReport) -> bool:
     return (a.top5, a.top1) > (b.top5, b.top1)
 
 
+REEXPORT_TOLERANCE: Final = 0.005
+"""How far (as a share of the images) a re-export of the champion's own weights may fall behind it in top-5 and in
+top-1. Such a version is no new model: it has the same trained network in new files (`carspot models reexport`),
+and its int8 files were calibrated again, which moves answers by chance: `20261207T015243Z`, a re-export of
+`20261206T170207Z`, scored 0.15 points lower top-5 and 0.10 lower top-1 on 2,039 held-out photos. It must match
+the champion, not beat it; its car check is held to the same tolerance as any challenger's."""
+
+
+def _same_weights(model_dir: Path | str, candidate: str, champion: str) -> bool:
+    """Both versions were exported from the same Keras weights file (their manifests' sha256)."""
+    digests = [
+        (read_manifest(model_dir, v).get("tensorflow_weights") or {}).get("sha256") for v in (candidate, champion)
+    ]
+    return digests[0] is not None and digests[0] == digests[1]
+
+
+def _matches(a: EvaluationReport, b: EvaluationReport, tolerance: float) -> bool:
+    return a.top5 >= b.top5 - tolerance and a.top1 >= b.top1 - tolerance
+
+
 def promote(
     model_dir: Path | str,
     candidate: str,
@@ -214,7 +235,8 @@ def promote(
     car_check_fn: Callable[[str], CarCheckReport | None] | None = None,
     car_check_tolerance: float = 0.01,
 ) -> PromotionResult:
-    """Makes ``candidate`` current if it is strictly better than the current model on ``evaluate_fn``'s data.
+    """Makes ``candidate`` current if it is strictly better than the current model on ``evaluate_fn``'s data, or
+    if it is a re-export of the current model's own weights that matches it within `REEXPORT_TOLERANCE`.
 
     ``evaluate_fn(version)`` evaluates one version (the caller loads it and runs `evaluate` on the evaluation
     set), so both models see the same images through the same analysis. Top-5 decides, top-1 breaks ties.
@@ -250,6 +272,19 @@ def promote(
             True,
             (
                 f"top-5 {cand_report.top5:.4f} vs {champ_report.top5:.4f}, top-1 {cand_report.top1:.4f} vs "
+                f"{champ_report.top1:.4f}"
+            ),
+        )
+    elif (
+        champion is not None
+        and _same_weights(model_dir, candidate, champion)
+        and _matches(cand_report, champ_report, REEXPORT_TOLERANCE)
+    ):
+        promoted, reason = (
+            True,
+            (
+                f"a re-export of the champion's weights, within {REEXPORT_TOLERANCE:.3f} of it: top-5 "
+                f"{cand_report.top5:.4f} vs {champ_report.top5:.4f}, top-1 {cand_report.top1:.4f} vs "
                 f"{champ_report.top1:.4f}"
             ),
         )

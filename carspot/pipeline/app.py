@@ -25,6 +25,7 @@ from carspot.ingest.images import NormalizedImage, normalize_image
 from carspot.ingest.loop import IngestedPost, IngestObserver, IngestStats, Rejection, run_ingest
 from carspot.ingest.phash import NearDuplicateIndex
 from carspot.ingest.sources import BrokenRecord, FolderSource, JsonlSource, RawPost
+from carspot.pipeline.blas import cap_blas_threads
 from carspot.pipeline.message import Post
 from carspot.pipeline.models import CurrentClassifier
 from carspot.pipeline.settings import AnalysisMode, Settings
@@ -183,19 +184,6 @@ def single_threaded_loader(settings: Settings) -> Callable[[], Analysis]:
     """A picklable loader of the analysis with one OpenCV and one classifier thread, for worker processes that
     each take one core (`carspot.analysis.parallel`)."""
     return functools.partial(load_analysis, settings.model_copy(update={"classifier_threads": 1, "cv_threads": 1}))
-
-
-def cap_blas_threads(threads: int) -> None:
-    """Cap every BLAS thread pool loaded in this process (numpy's and OpenCV's OpenBLAS) at ``threads``, process-wide
-    and kept; 0 leaves them as they are.
-
-    Why: the analysis' numpy products (the car head's 8 x 1280 x 1000) are small, and OpenBLAS's idle threads spin
-    after each, taking the cores from ONNX Runtime: `predict_regions` at batch 8, 2 threads, ran 6.9 ms per crop
-    uncapped and 5.4 ms capped at 1 (2026-12-07)."""
-    if threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=threads, user_api="blas")
 
 
 def load_analysis(settings: Settings, *, classifier: ClassifierSource | None = None) -> Analysis:

@@ -26,6 +26,8 @@ from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from carspot.pipeline.blas import BLAS_THREADS_DEFAULT
+
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 YOLO_FASTEST_SHA256 = "27c34bbd0d054cf799ab45d31cba11dcf86cf482ccfb43fa002349f495db7671"
 
@@ -222,7 +224,7 @@ class Settings(BaseSettings):
     classification (a part of a car, a "car" inside a pickup's "truck" box); `1` keeps every box."""
     cv_threads: Annotated[int, Field(ge=0)] = 0
     """OpenCV threads (0 = OpenCV's default)."""
-    blas_threads: Annotated[int, Field(ge=0)] = 1
+    blas_threads: Annotated[int, Field(ge=0)] = BLAS_THREADS_DEFAULT
     """Numpy's BLAS threads (0 = the library's default; more only spin: the products are small)."""
 
     model_dir: Path = Field(default=_REPO_ROOT / "models", description="Brand model registry (versions + CURRENT).")

@@ -79,6 +79,23 @@ def test_reads_the_packaged_efficientnet_lite0_weights() -> None:
     assert all(np.isfinite(v).all() for v in state.values())
 
 
+def test_reads_only_the_tensors_asked_for_as_the_full_read_gives_them() -> None:
+    full = read_legacy_state_dict(source_weights_path())
+    head = read_legacy_state_dict(source_weights_path(), only=("_fc.weight", "_fc.bias"))
+    assert list(head) == ["_fc.weight", "_fc.bias"]
+    for name, value in head.items():
+        np.testing.assert_array_equal(value, full[name])
+    with pytest.raises(PthFormatError, match="holds no"):
+        read_legacy_state_dict(source_weights_path(), only=("_fc.weight", "_head.weight"))
+
+
+def test_a_file_cut_inside_a_skipped_storage_is_refused(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(source_weights_path().read_bytes()[:-1000])  # the head's storages come before the end
+    with pytest.raises(PthFormatError, match="truncated"):
+        read_legacy_state_dict(cut, only=("_conv_stem.weight",))
+
+
 class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

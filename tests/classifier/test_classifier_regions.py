@@ -77,6 +77,25 @@ def test_imagenet_head_and_car_classes() -> None:
     assert probs.shape == (2,) and np.all((probs >= 0) & (probs <= 1))
 
 
+def test_an_imagenet_head_whose_bytes_changed_is_refused(tmp_path: Path) -> None:
+    """Only the head's storages are read, so only their bytes are pinned: one bias changed is caught."""
+    from carspot.classifier.backbone import source_weights_path
+    from carspot.classifier.car_head import read_imagenet_head
+    from carspot.classifier.errors import ModelIntegrityError
+
+    original = source_weights_path().read_bytes()
+    head = imagenet_head()
+    at = original.find(head.bias[:4].tobytes())  # where the bias's storage starts
+    assert at > 0
+    tampered = bytearray(original)
+    tampered[at : at + 4] = np.float32(head.bias[0] + 0.5).tobytes()
+    (tmp_path / "tampered.pth").write_bytes(bytes(tampered))
+    (tmp_path / "same.pth").write_bytes(original)
+    np.testing.assert_array_equal(read_imagenet_head(tmp_path / "same.pth").weight, head.weight)
+    with pytest.raises(ModelIntegrityError, match="ImageNet head's sha256"):
+        read_imagenet_head(tmp_path / "tampered.pth")
+
+
 def test_without_feature_output_there_is_no_predict_regions() -> None:
     model = next((MODELS / "versions").glob("*/classifier.tflite")).read_bytes()
     labels = [f"m{i}" for i in range(53)]

@@ -23,13 +23,24 @@ from carspot.classifier.registry import (
 from tests.classifier.car_checks import check_report
 
 
-def _version(model_dir: Path, name: str) -> None:
+def _version(model_dir: Path, name: str, *, weights: bytes | None = None) -> None:
+    """A version whose model file is its name; ``weights`` its Keras weights file (what a re-export shares)."""
     directory = version_dir(model_dir, name)
     directory.mkdir(parents=True)
     (directory / MODEL_FILE).write_bytes(name.encode())
+    keras: dict[str, object] = {}
+    if weights is not None:
+        (directory / "classifier.weights.h5").write_bytes(weights)
+        keras = {
+            "tensorflow_weights": {
+                "file": "classifier.weights.h5",
+                "sha256": file_sha256(directory / "classifier.weights.h5"),
+            }
+        }
     write_manifest(
         directory,
         {
+            **keras,
             "version": name,
             "created": "2026-01-01T00:00:00+00:00",
             "training_data_sha256": "0" * 64,
@@ -108,6 +119,37 @@ def test_promote_refuses_a_challenger_without_the_car_scores_the_champion_gives(
     result = promote(model_dir, "v3-better", SCORES.__getitem__, car_check_fn=checks.__getitem__)
     assert not result.promoted and result.reason.endswith("it gives no car scores")
     assert "-" in result.table().splitlines()[-2]  # the challenger's car rows are empty
+
+
+def _report_of(n: int, top1_hits: int, top5_hits: int) -> EvaluationReport:
+    """``n`` Audi images, the first ``top1_hits`` right at rank 1, up to ``top5_hits`` at rank 2."""
+    right, second, wrong = [("Audi", 0.9), ("BMW", 0.1)], [("BMW", 0.6), ("Audi", 0.4)], [("BMW", 1.0)]
+    return report_from_predictions(
+        ["Audi"] * n, [right if i < top1_hits else second if i < top5_hits else wrong for i in range(n)]
+    )
+
+
+def test_a_reexport_of_the_champions_weights_must_match_it_not_beat_it(tmp_path: Path) -> None:
+    """The same trained network in new files: an int8 recalibration moves a few answers either way."""
+    _version(tmp_path, "trained", weights=b"trained")
+    _version(tmp_path, "reexported", weights=b"trained")
+    _version(tmp_path, "reexported-badly", weights=b"trained")
+    _version(tmp_path, "retrained", weights=b"retrained")
+    set_current(tmp_path, "trained")
+    scores = {
+        "trained": _report_of(1000, 640, 830),
+        "reexported": _report_of(1000, 638, 828),  # 0.2 points behind on both
+        "reexported-badly": _report_of(1000, 640, 820),  # 1 point behind on top-5
+        "retrained": _report_of(1000, 638, 828),
+    }
+    assert not promote(tmp_path, "retrained", scores.__getitem__).promoted  # new weights must win
+    assert not promote(tmp_path, "reexported-badly", scores.__getitem__).promoted
+    checks = {"trained": check_report(0.97, 0.02), "reexported": check_report(0.90, 0.02)}
+    worse_car_check = promote(tmp_path, "reexported", scores.__getitem__, car_check_fn=checks.__getitem__)
+    assert not worse_car_check.promoted and "car head is worse" in worse_car_check.reason
+    result = promote(tmp_path, "reexported", scores.__getitem__)
+    assert result.promoted and not result.forced and current_version(tmp_path) == "reexported"
+    assert result.reason.startswith("a re-export of the champion's weights, within 0.005 of it: top-5 0.8280 vs 0.8300")
 
 
 def test_first_promotion_needs_no_champion(tmp_path: Path) -> None:
