@@ -183,8 +183,8 @@ class BrandClassifier:
         if not separable:  # one pass gave every crop's makes
             assert probs is not None
             probs = probs[wanted]
-        elif len(wanted):
-            probs = self._run(pixels[wanted])[0]
+        elif len(wanted):  # every crop wanted: no copy of the batch
+            probs = self._run(pixels if len(wanted) == len(crops) else pixels[wanted])[0]
         tops: list[list[tuple[str, float]]] = [[] for _ in crops]
         if probs is not None:
             for i, top in zip(wanted, self._top_k(probs, top_k), strict=True):

@@ -109,8 +109,9 @@ def models_promote(
         typer.Option(help="A folder of your own car-free images, checked besides the built-in 38 car-free images."),
     ] = None,
 ) -> None:
-    """Champion/challenger: the candidate becomes current only if it beats the current model on DATA and its car
-    head is not worse (DATA's photos found as cars; car-free images refuted)."""
+    """Champion/challenger: the candidate becomes current only if it beats the current model on DATA (a re-export
+    of the current model's own weights must match it within 0.5 points instead) and its car head is not worse
+    (DATA's photos found as cars; car-free images refuted)."""
     from carspot.analysis.car_free import car_free_images, images_under
     from carspot.classifier.car_check import measure_car_check
     from carspot.classifier.data import load_image, load_samples
