@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["GraphCut", "OnnxGraph", "cut_graph", "output_names"]
+__all__ = ["GraphCut", "OnnxGraph"]
 
 _MODEL_GRAPH = 7  # ModelProto.graph
 _GRAPH_LISTS = {1: "node", 5: "initializer", 11: "input", 12: "output", 13: "value_info"}  # GraphProto
@@ -190,13 +190,3 @@ class OnnxGraph:
 def _payload(raw: memoryview) -> memoryview:
     """A length-delimited field's payload (its bytes after the tag and the length)."""
     return next(_fields(raw))[2]
-
-
-def cut_graph(model: bytes, outputs: Iterable[str]) -> GraphCut:
-    """`OnnxGraph.cut` of a file read for this one cut."""
-    return OnnxGraph(model).cut(outputs)
-
-
-def output_names(model: bytes) -> list[str]:
-    """The names of the file's graph outputs, in order."""
-    return OnnxGraph(model).outputs

@@ -7,7 +7,7 @@ call).
 
 ONNX Runtime runs every node of a session whatever outputs are fetched. A version with a car branch of its own
 (`carspot.classifier.keras_model.build_car_branch`) is therefore cut at load (`carspot.classifier.onnx_graph`, in
-~40 ms, without the ``onnx`` package) into two sessions, the brand network
+~20 ms, without the ``onnx`` package) into two sessions, the brand network
 (``probabilities``) and the car branch (``pooled``, ``feature_map``), so a call pays only for what it asks:
 measured on one core, 256 px, batch 1 (2026-12-07): the whole file 114 crops/s, the brand part alone 169 (the same
 as a version without a branch), the branch alone 430. A version whose features are the brand network's own
@@ -77,7 +77,7 @@ class OnnxRuntime:
             raise ValueError(f"expected the outputs {ONNX_OUTPUTS}, the file has {sorted(graph.outputs)}")
         self.max_batch = max_batch
         parts = split_brand_and_car(graph)
-        del graph  # its parsed copy of the file
+        del graph  # its views of the file's bytes
         self._sessions: dict[str, Any]
         if parts is None:
             self._sessions = dict.fromkeys(ONNX_OUTPUTS, session(model))

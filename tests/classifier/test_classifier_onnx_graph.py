@@ -1,4 +1,4 @@
-"""`cut_graph`: the nodes some outputs need, cut from an ONNX file's bytes as onnx's Extractor cuts them."""
+"""`OnnxGraph.cut`: the nodes some outputs need, cut from an ONNX file's bytes as onnx's Extractor cuts them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx.utils import Extractor
 
-from carspot.classifier.onnx_graph import OnnxGraph, cut_graph, output_names
+from carspot.classifier.onnx_graph import OnnxGraph
 from carspot.classifier.registry import current_version
 from tests.classifier.released import MODELS
 
@@ -32,7 +32,7 @@ def run(model: bytes, outputs: list[str], pixels: np.ndarray) -> list[np.ndarray
 
 @pytest.mark.parametrize("outputs", PARTS)
 def test_a_cut_keeps_what_onnxs_extractor_keeps(released_file: bytes, outputs: list[str]) -> None:
-    ours = onnx.load_from_string(cut_graph(released_file, outputs).model)
+    ours = onnx.load_from_string(OnnxGraph(released_file).cut(outputs).model)
     theirs = Extractor(onnx.load_from_string(released_file)).extract_model(["pixels"], outputs)
     assert [node.name for node in ours.graph.node] == [node.name for node in theirs.graph.node]
     assert sorted(t.name for t in ours.graph.initializer) == sorted(t.name for t in theirs.graph.initializer)
@@ -43,16 +43,17 @@ def test_a_cut_keeps_what_onnxs_extractor_keeps(released_file: bytes, outputs: l
 
 def test_a_cut_computes_what_the_whole_file_computes(released_file: bytes) -> None:
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 256, 256, 3)).astype(np.float32)
-    whole = dict(zip(output_names(released_file), run(released_file, output_names(released_file), pixels), strict=True))
+    graph = OnnxGraph(released_file)
+    whole = dict(zip(graph.outputs, run(released_file, graph.outputs, pixels), strict=True))
     for outputs in PARTS:
-        for name, value in zip(outputs, run(cut_graph(released_file, outputs).model, outputs, pixels), strict=True):
+        for name, value in zip(outputs, run(graph.cut(outputs).model, outputs, pixels), strict=True):
             np.testing.assert_array_equal(value, whole[name])
 
 
 def test_fields_it_does_not_read_are_written_back_unchanged(released_file: bytes) -> None:
     """The opset, the producer, the weights' bytes and the node attributes survive the cut."""
     original = onnx.load_from_string(released_file)
-    cut = onnx.load_from_string(cut_graph(released_file, ["probabilities"]).model)
+    cut = onnx.load_from_string(OnnxGraph(released_file).cut(["probabilities"]).model)
     assert cut.opset_import == original.opset_import and cut.producer_name == original.producer_name
     kept = {node.name: node for node in cut.graph.node}
     assert kept and all(node == kept[node.name] for node in original.graph.node if node.name in kept)
@@ -61,18 +62,18 @@ def test_fields_it_does_not_read_are_written_back_unchanged(released_file: bytes
 
 
 def test_the_two_parts_of_the_released_file_share_only_the_inputs_quantization(released_file: bytes) -> None:
-    brand, car = (cut_graph(released_file, outputs) for outputs in PARTS)
+    brand, car = (OnnxGraph(released_file).cut(outputs) for outputs in PARTS)
     assert len(brand.nodes & car.nodes) < 0.1 * min(len(brand.nodes), len(car.nodes))
     assert len(brand.nodes | car.nodes) == len(onnx.load_from_string(released_file).graph.node)
 
 
 def test_what_is_not_an_onnx_file_or_output_is_a_value_error(released_file: bytes) -> None:
     with pytest.raises(ValueError, match="not an ONNX model"):
-        cut_graph(b"\x00\xff not protobuf at all \xff", ["probabilities"])
+        OnnxGraph(b"\x00\xff not protobuf at all \xff")
     with pytest.raises(ValueError, match="not an ONNX model"):
-        output_names(b"")
+        OnnxGraph(b"")
     with pytest.raises(ValueError, match="no output"):
-        cut_graph(released_file, ["logits"])
+        OnnxGraph(released_file).cut(["logits"])
 
 
 def test_a_file_cut_short_is_a_value_error_not_a_crash(released_file: bytes) -> None:
