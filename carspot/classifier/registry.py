@@ -5,7 +5,8 @@ Layout of ``CARSPOT_MODEL_DIR``::
     CURRENT                       one line: the current version's name
     versions/<version>/           classifier.tflite + manifest.json (never changed once written)
     backbone/                     the ImageNet backbone from `carspot models build` (not committed)
-    promotions.log                one JSON line per promotion decision, forced ones included
+    promotions.log                one JSON line per promotion decision, forced ones included (committed with the
+                                  repository's registry: its release history)
 
 ``CURRENT`` is replaced atomically (write a temporary file, ``os.replace``), so a worker polling
 `current_version` sees either the old or the new name, never half a file; swapping the loaded model between
