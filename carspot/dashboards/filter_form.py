@@ -36,12 +36,26 @@ def _with(values: Sequence[str], chosen: str | None) -> list[str]:
     return [*values, chosen] if chosen and chosen not in values else list(values)
 
 
+DATE_LENGTH = len("2026-11-16")
+
+
 def _select(name: str, label: str, options: Sequence[tuple[str, str]], chosen: str | None) -> str:
     items = "".join(
         f'<option value="{escape(v)}"{" selected" if v == (chosen or "") else ""}>{escape(text)}</option>'
         for v, text in options
     )
     return f'<label>{escape(label)}<select name="{name}" id="f-{name}">{items}</select></label>'
+
+
+def _instant(name: str, label: str, raw: str) -> str:
+    """A date picker for a date; for a datetime (a time of day and a zone, from a link or an address typed by hand)
+    a text field holding it whole: a date picker would cut it to its day, and the next Apply to 00:00 UTC."""
+    if len(raw.strip()) <= DATE_LENGTH:
+        return f'<label>{label}<input type="date" name="{name}" value="{escape(raw.strip())}"></label>'
+    return (
+        f'<label>{label}<input type="text" name="{name}" value="{escape(raw)}" size="22"'
+        ' title="an ISO 8601 date, or a date and time with its zone (2026-11-16T08:00Z)"></label>'
+    )
 
 
 def filter_form(
@@ -69,8 +83,8 @@ def filter_form(
         '<form class="filters card" method="get" id="filters">'
         + extra
         + _select("days", "Window", day_options, days)
-        + f'<label>Since<input type="date" name="since" value="{escape(p.get("since", "")[:10])}"></label>'
-        + f'<label>Until<input type="date" name="until" value="{escape(p.get("until", "")[:10])}"></label>'
+        + _instant("since", "Since", p.get("since", ""))
+        + _instant("until", "Until", p.get("until", ""))
         + _select("source", "Source", sources, p.get("source"))
         + _select("campaign", "Campaign", campaigns, p.get("campaign"))
         + _select("mode", "Mode", modes, p.get("mode"))

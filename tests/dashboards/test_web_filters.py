@@ -200,6 +200,28 @@ def test_the_form_and_the_older_window_addresses_give_the_same_view(home: TestCl
     assert kpis(page(home, window="24h")) == {"posts": 0, "images": 0, "cars": 0, "branded": 0, "unidentified": 0}
 
 
+def form_fields(html: str) -> dict[str, str]:
+    """What submitting the filter form as it is sends: each input's value, each select's chosen option."""
+    form = html[html.index('<form class="filters') : html.index("</form>", html.index('<form class="filters'))]
+    fields = dict(re.findall(r'<input type="[a-z]+" name="([a-z_]+)"[^>]*?value="([^"]*)"', form))
+    for name, options in re.findall(r'<select name="([a-z_]+)"[^>]*>(.*?)</select>', form):
+        chosen = re.search(r'<option value="([^"]*)" selected>', options)
+        fields[name] = chosen.group(1) if chosen else ""
+    return fields
+
+
+def test_a_window_with_times_of_day_survives_the_form(home: TestClient) -> None:
+    """A link or a hand-typed address may give since/until with a time; Apply must not cut it to 00:00 UTC."""
+    hours = page(home, since="2026-11-20T09:00:00Z", until="2026-11-20T11:00:00+00:00")
+    assert kpis(hours)["images"] == 4
+    fields = form_fields(hours)
+    assert fields["since"] == "2026-11-20T09:00:00Z" and fields["until"] == "2026-11-20T11:00:00+00:00"
+    assert kpis(page(home, **fields)) == kpis(hours)
+    days = form_fields(page(home, since="2026-11-16", until="2026-11-17"))
+    assert (days["since"], days["until"]) == ("2026-11-16", "2026-11-17")  # a day keeps its date picker
+    assert 'type="date" name="since"' in page(home, since="2026-11-16")
+
+
 def test_the_feed_api_takes_the_same_filters(home: TestClient) -> None:
     def items(**params: str) -> set[str]:
         r = home.get("/api/recent", params=params)
