@@ -15,7 +15,8 @@ batches is the worker's job, with the version recorded on every prediction.
 Champion/challenger: `promote` evaluates the current model and the candidate with the *same* callable on the
 same data and makes the candidate current only if it is better (top-5 first, then top-1) and, when asked, its
 car head is not worse (`carspot.classifier.car_check`), unless forced. A re-export of the champion's own weights
-(`carspot models reexport`) must match it instead of beating it (`REEXPORT_TOLERANCE`).
+(`carspot models reexport CHAMPION`: its manifest says so, and the weights' sha256 are the same) must match it
+instead of beating it (`REEXPORT_TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -214,12 +215,13 @@ and its int8 files were calibrated again, which moves answers by chance: `202612
 the champion, not beat it; its car check is held to the same tolerance as any challenger's."""
 
 
-def _same_weights(model_dir: Path | str, candidate: str, champion: str) -> bool:
-    """Both versions were exported from the same Keras weights file (their manifests' sha256)."""
-    digests = [
-        (read_manifest(model_dir, v).get("tensorflow_weights") or {}).get("sha256") for v in (candidate, champion)
-    ]
-    return digests[0] is not None and digests[0] == digests[1]
+def _reexport_of(model_dir: Path | str, candidate: str, champion: str) -> bool:
+    """``candidate`` was made from ``champion`` by `carspot models reexport` (its manifest's ``derived_from``) and
+    carries the same Keras weights (the manifests' sha256 of them)."""
+    manifests = [read_manifest(model_dir, version) for version in (candidate, champion)]
+    source = (manifests[0].get("derived_from") or {}).get("version")
+    digests = [(manifest.get("tensorflow_weights") or {}).get("sha256") for manifest in manifests]
+    return source == champion and digests[0] is not None and digests[0] == digests[1]
 
 
 def _matches(a: EvaluationReport, b: EvaluationReport, tolerance: float) -> bool:
@@ -278,7 +280,7 @@ def promote(
         )
     elif (
         champion is not None
-        and _same_weights(model_dir, candidate, champion)
+        and _reexport_of(model_dir, candidate, champion)
         and _matches(cand_report, champ_report, REEXPORT_TOLERANCE)
     ):
         promoted, reason = (

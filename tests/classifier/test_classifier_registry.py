@@ -23,8 +23,9 @@ from carspot.classifier.registry import (
 from tests.classifier.car_checks import check_report
 
 
-def _version(model_dir: Path, name: str, *, weights: bytes | None = None) -> None:
-    """A version whose model file is its name; ``weights`` its Keras weights file (what a re-export shares)."""
+def _version(model_dir: Path, name: str, *, weights: bytes | None = None, derived_from: str | None = None) -> None:
+    """A version whose model file is its name; ``weights`` its Keras weights file (what a re-export shares),
+    ``derived_from`` the version it was re-exported from."""
     directory = version_dir(model_dir, name)
     directory.mkdir(parents=True)
     (directory / MODEL_FILE).write_bytes(name.encode())
@@ -41,6 +42,7 @@ def _version(model_dir: Path, name: str, *, weights: bytes | None = None) -> Non
         directory,
         {
             **keras,
+            **({"derived_from": {"version": derived_from}} if derived_from else {}),
             "version": name,
             "created": "2026-01-01T00:00:00+00:00",
             "training_data_sha256": "0" * 64,
@@ -132,17 +134,20 @@ def _report_of(n: int, top1_hits: int, top5_hits: int) -> EvaluationReport:
 def test_a_reexport_of_the_champions_weights_must_match_it_not_beat_it(tmp_path: Path) -> None:
     """The same trained network in new files: an int8 recalibration moves a few answers either way."""
     _version(tmp_path, "trained", weights=b"trained")
-    _version(tmp_path, "reexported", weights=b"trained")
-    _version(tmp_path, "reexported-badly", weights=b"trained")
-    _version(tmp_path, "retrained", weights=b"retrained")
+    _version(tmp_path, "reexported", weights=b"trained", derived_from="trained")
+    _version(tmp_path, "reexported-badly", weights=b"trained", derived_from="trained")
+    _version(tmp_path, "copied", weights=b"trained")  # the same weights, but no re-export of the champion
+    _version(tmp_path, "retrained", weights=b"retrained", derived_from="trained")
     set_current(tmp_path, "trained")
     scores = {
         "trained": _report_of(1000, 640, 830),
         "reexported": _report_of(1000, 638, 828),  # 0.2 points behind on both
         "reexported-badly": _report_of(1000, 640, 820),  # 1 point behind on top-5
         "retrained": _report_of(1000, 638, 828),
+        "copied": _report_of(1000, 640, 830),
     }
     assert not promote(tmp_path, "retrained", scores.__getitem__).promoted  # new weights must win
+    assert not promote(tmp_path, "copied", scores.__getitem__).promoted  # a tie keeps the champion
     assert not promote(tmp_path, "reexported-badly", scores.__getitem__).promoted
     checks = {"trained": check_report(0.97, 0.02), "reexported": check_report(0.90, 0.02)}
     worse_car_check = promote(tmp_path, "reexported", scores.__getitem__, car_check_fn=checks.__getitem__)
