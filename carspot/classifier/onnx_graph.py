@@ -117,23 +117,20 @@ class OnnxGraph:
         if len(graphs) != 1:
             raise ValueError("not an ONNX model: no graph")
         self._graph_rest: list[memoryview] = []
-        lists: dict[str, list[memoryview]] = {name: [] for name in _GRAPH_LISTS.values()}
-        node_payloads: list[memoryview] = []
+        lists: dict[str, list[tuple[memoryview, memoryview]]] = {name: [] for name in _GRAPH_LISTS.values()}
         for number, raw, payload in _fields(graphs[0]):
             if number in _GRAPH_LISTS:
-                lists[_GRAPH_LISTS[number]].append(raw)
-                if number == 1:
-                    node_payloads.append(payload)
+                lists[_GRAPH_LISTS[number]].append((raw, payload))
             else:
                 self._graph_rest.append(raw)
-        if not node_payloads:
+        if not lists["node"]:
             raise ValueError("not an ONNX model: no nodes")
-        self._nodes = lists["node"]
+        self._nodes = [raw for raw, _ in lists["node"]]
         self._node_inputs: list[list[str]] = []
         self._producer: dict[str, int] = {}
         self.has_subgraphs = False
         """A node runs a subgraph (If, Loop, Scan), which may read values the cut does not see: do not cut."""
-        for index, node in enumerate(node_payloads):
+        for index, (_, node) in enumerate(lists["node"]):
             inputs: list[str] = []
             for number, _, payload in _fields(node):
                 if number == _NODE_INPUT:
@@ -144,7 +141,7 @@ class OnnxGraph:
                     self.has_subgraphs |= any(n in _ATTRIBUTE_GRAPHS for n, _, _ in _fields(payload))
             self._node_inputs.append(inputs)
         self._named = {
-            name: [_Entry(_name(_payload(raw), field), raw) for raw in lists[name]]
+            name: [_Entry(_name(payload, field), raw) for raw, payload in lists[name]]
             for name, field in _NAME_FIELD.items()
         }
         self.outputs: list[str] = [entry.name for entry in self._named["output"]]
@@ -185,8 +182,3 @@ class OnnxGraph:
         length = sum(len(part) for part in graph)
         model = b"".join([*self._model_rest, _key(_MODEL_GRAPH, length), *graph])
         return GraphCut(model=model, nodes=frozenset(needed_nodes))
-
-
-def _payload(raw: memoryview) -> memoryview:
-    """A length-delimited field's payload (its bytes after the tag and the length)."""
-    return next(_fields(raw))[2]
