@@ -144,6 +144,11 @@ def render_server_properties(*, port: int, controller_port: int, data_dir: Path,
         "offsets.topic.num.partitions": 8,
         "transaction.state.log.num.partitions": 8,
         "group.initial.rebalance.delay.ms": 0,
+        # A killed worker's open transaction (its dead letters and offsets) stalls the group's offset fetch and
+        # read_committed readers until the broker aborts it: at its timeout (10 s, carspot.pipeline.kafka_io) plus
+        # up to this check interval (default 10 s). At the default, a worker restarted with --idle-timeout 10
+        # could be assigned its partitions, read nothing for 10 s and stop with posts unread.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
         # Normalised JPEGs ride in the message value: allow 16 MiB end to end.
         "message.max.bytes": MAX_MESSAGE_BYTES,
         "replica.fetch.max.bytes": MAX_MESSAGE_BYTES,

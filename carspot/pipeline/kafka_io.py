@@ -342,7 +342,8 @@ class KafkaBatchOutcome:
                 compression=s.kafka_compression,
                 transactional_id=self._transactional_id,
                 client_id="carspot-worker-dlq",
-                transaction_timeout_ms=10_000,  # a killed worker's open transaction stalls readers at most this long
+                # a killed worker's open transaction stalls readers this long, plus the broker's abort check interval
+                transaction_timeout_ms=10_000,
                 max_block_ms=int(self._timeout_s * 1000),  # init_transactions, metadata and buffer waits
                 request_timeout_ms=int(self._timeout_s * 1000),
             )
